@@ -1,0 +1,193 @@
+//! The atomic container signature claim: the JSON document an image signature signs.
+//!
+//! [`Claim::to_json`] writes the canonical form signbus emits; [`Claim::parse`] reads one strictly, as a verifier
+//! must (exact top level, no unknown critical members, no duplicate members, exact type string). This module
+//! owns the payload's format only: it never verifies cryptography and never trusts input it has not parsed.
+
+use crate::reference::{self, Reference, ReferenceError};
+use crate::strict_json;
+use serde_json::{json, Map, Value};
+
+/// The value of `critical.type` in every atomic container signature.
+pub const CLAIM_TYPE: &str = "atomic container signature";
+
+/// Why bytes are not a valid claim. The message names the offending member.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum ClaimError {
+    /// Not JSON, or JSON with duplicate members.
+    #[error("claim is not valid JSON: {0}")]
+    Json(String),
+    /// A member is missing, has the wrong type, or is not allowed.
+    #[error("claim {0}")]
+    Shape(String),
+    /// `critical.type` is not `atomic container signature`.
+    #[error("claim type is {0:?}, expected \"atomic container signature\"")]
+    WrongType(String),
+    /// `critical.identity.docker-reference` does not parse.
+    #[error("claim docker-reference {reference:?} is invalid: {source}")]
+    Reference { reference: String, source: ReferenceError },
+    /// `critical.image.docker-manifest-digest` is not a digest.
+    #[error("claim docker-manifest-digest is invalid: {0}")]
+    Digest(ReferenceError),
+}
+
+/// A parsed claim.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Claim {
+    /// `critical.image.docker-manifest-digest`.
+    pub manifest_digest: String,
+    /// `critical.identity.docker-reference`, as written in the claim.
+    pub docker_reference: String,
+    /// `optional.creator`, when present.
+    pub creator: Option<String>,
+    /// `optional.timestamp` (unix seconds), when present.
+    pub timestamp: Option<i64>,
+}
+
+impl Claim {
+    /// A claim for `reference` (normalised, tagged) at `digest`, stamped with signbus as creator.
+    pub fn new(reference: &Reference, digest: &str, timestamp: Option<i64>) -> Result<Self, ClaimError> {
+        reference::validate_digest(digest).map_err(ClaimError::Digest)?;
+        Ok(Claim {
+            manifest_digest: digest.to_owned(),
+            docker_reference: reference.clone().with_default_tag().to_string(),
+            creator: Some(concat!("signbus ", env!("CARGO_PKG_VERSION")).to_owned()),
+            timestamp,
+        })
+    }
+
+    /// The compact JSON bytes signbus signs for this claim.
+    pub fn to_json(&self) -> Vec<u8> {
+        let mut optional = Map::new();
+        if let Some(c) = &self.creator {
+            optional.insert("creator".into(), json!(c));
+        }
+        if let Some(t) = self.timestamp {
+            optional.insert("timestamp".into(), json!(t));
+        }
+        let v = json!({
+            "critical": {
+                "type": CLAIM_TYPE,
+                "image": {"docker-manifest-digest": self.manifest_digest},
+                "identity": {"docker-reference": self.docker_reference},
+            },
+            "optional": optional,
+        });
+        serde_json::to_vec(&v).expect("a JSON value always serialises")
+    }
+
+    /// Parses claim bytes strictly, per containers-signature(5).
+    pub fn parse(bytes: &[u8]) -> Result<Self, ClaimError> {
+        let v = strict_json::parse(bytes).map_err(|e| ClaimError::Json(e.to_string()))?;
+        let top = object(&v, "top level")?;
+        exact_members(top, "top level", &["critical", "optional"], &["critical", "optional"])?;
+        let critical = object(&top["critical"], "critical")?;
+        exact_members(critical, "critical", &["type", "image", "identity"], &["type", "image", "identity"])?;
+        let ty = string(&critical["type"], "critical.type")?;
+        if ty != CLAIM_TYPE {
+            return Err(ClaimError::WrongType(ty.to_owned()));
+        }
+        let image = object(&critical["image"], "critical.image")?;
+        exact_members(image, "critical.image", &["docker-manifest-digest"], &["docker-manifest-digest"])?;
+        let digest = string(&image["docker-manifest-digest"], "critical.image.docker-manifest-digest")?;
+        reference::validate_digest(digest).map_err(ClaimError::Digest)?;
+        let identity = object(&critical["identity"], "critical.identity")?;
+        exact_members(identity, "critical.identity", &["docker-reference"], &["docker-reference"])?;
+        let docker_reference = string(&identity["docker-reference"], "critical.identity.docker-reference")?;
+        Reference::parse_normalized(docker_reference).map_err(|source| ClaimError::Reference {
+            reference: docker_reference.to_owned(),
+            source,
+        })?;
+        let optional = object(&top["optional"], "optional")?;
+        let creator = match optional.get("creator") {
+            None => None,
+            Some(c) => Some(string(c, "optional.creator")?.to_owned()),
+        };
+        let timestamp = match optional.get("timestamp") {
+            None => None,
+            Some(t) => Some(t.as_i64().ok_or_else(|| shape("optional.timestamp must be an integer"))?),
+        };
+        Ok(Claim {
+            manifest_digest: digest.to_owned(),
+            docker_reference: docker_reference.to_owned(),
+            creator,
+            timestamp,
+        })
+    }
+
+    /// The claim's reference, normalised.
+    pub fn reference(&self) -> Reference {
+        Reference::parse_normalized(&self.docker_reference).expect("validated by Claim::parse/new")
+    }
+}
+
+fn shape(msg: impl Into<String>) -> ClaimError {
+    ClaimError::Shape(msg.into())
+}
+
+fn object<'a>(v: &'a Value, what: &str) -> Result<&'a Map<String, Value>, ClaimError> {
+    v.as_object().ok_or_else(|| shape(format!("{what} must be an object")))
+}
+
+fn string<'a>(v: &'a Value, what: &str) -> Result<&'a str, ClaimError> {
+    v.as_str().ok_or_else(|| shape(format!("{what} must be a string")))
+}
+
+fn exact_members(m: &Map<String, Value>, what: &str, allowed: &[&str], required: &[&str]) -> Result<(), ClaimError> {
+    if let Some(k) = m.keys().find(|k| !allowed.contains(&k.as_str())) {
+        return Err(shape(format!("{what} has unknown member {k:?}")));
+    }
+    if let Some(k) = required.iter().find(|k| !m.contains_key(**k)) {
+        return Err(shape(format!("{what} lacks member {k:?}")));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const D: &str = "sha256:5feceb66ffc86f38d952786c6d696c79c2dbc239dd4e91b46729d73a27fb57e9";
+
+    #[test]
+    fn round_trips_its_own_form() {
+        let r = Reference::parse_normalized("registry.example.com/ns/repo:1").unwrap();
+        let c = Claim::new(&r, D, Some(1700000000)).unwrap();
+        let bytes = c.to_json();
+        let s = String::from_utf8(bytes.clone()).unwrap();
+        assert!(s.starts_with(r#"{"critical":{"type":"atomic container signature","image":{"docker-manifest-digest":"sha256:5fec"#), "{s}");
+        assert_eq!(Claim::parse(&bytes).unwrap(), c);
+    }
+
+    #[test]
+    fn accepts_pubtools_sign_claims() {
+        let s = format!(r#"{{"critical": {{"type": "atomic container signature", "image": {{"docker-manifest-digest": "{D}"}}, "identity": {{"docker-reference": "registry.example.com/ns/repo0:tag-0"}}}}, "optional": {{"creator": "pubtools-sign"}}}}"#);
+        let c = Claim::parse(s.as_bytes()).unwrap();
+        assert_eq!(c.creator.as_deref(), Some("pubtools-sign"));
+        assert_eq!(c.timestamp, None);
+        assert_eq!(c.reference().path(), "ns/repo0");
+    }
+
+    #[test]
+    fn refuses_what_a_verifier_refuses() {
+        let ok = format!(r#""critical":{{"type":"atomic container signature","image":{{"docker-manifest-digest":"{D}"}},"identity":{{"docker-reference":"a.io/b:c"}}}}"#);
+        let cases = [
+            format!(r#"{{{ok}}}"#),
+            format!(r#"{{{ok},"optional":{{}},"extra":1}}"#),
+            format!(r#"{{{ok},"optional":{{}},"optional":{{}}}}"#),
+            format!(r#"{{{ok},"optional":{{"timestamp":"1"}}}}"#),
+            format!(r#"{{{ok},"optional":{{"creator":1}}}}"#),
+            ok.replace("atomic container signature", "other").replacen('"', "{\"", 1) + r#","optional":{}}"#,
+            format!(r#"{{{},"optional":{{}}}}"#, ok.replace(r#""a.io/b:c""#, r#""A B""#)),
+            format!(r#"{{{},"optional":{{}}}}"#, ok.replace(D, "sha256:00")),
+            format!(r#"{{{},"optional":{{}}}}"#, ok.replace(r#""image":{"#, r#""image":{"x":1,"#)),
+            "not json".to_owned(),
+        ];
+        for c in cases {
+            assert!(Claim::parse(c.as_bytes()).is_err(), "accepted {c}");
+        }
+        let good = format!(r#"{{{ok},"optional":{{"future":[1]}}}}"#);
+        assert!(Claim::parse(good.as_bytes()).is_ok());
+    }
+}

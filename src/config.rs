@@ -1,0 +1,166 @@
+//! The server's configuration: one YAML file, loaded once at start into typed structs and checked.
+//!
+//! `signbus serve --config FILE` reads it with figment (YAML, then `SIGNBUS_`-prefixed environment overrides such
+//! as `SIGNBUS_BROKER__URLS`), refuses unknown keys by name, and validates what types cannot express. Nothing
+//! else in the crate reads files or environment variables for configuration.
+
+use crate::signing::KeyConfig;
+use crate::transport::BrokerConfig;
+use figment::providers::{Env, Format, Yaml};
+use figment::Figment;
+use serde::{Deserialize, Serialize};
+use std::path::{Path, PathBuf};
+
+/// The whole server configuration.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServerConfig {
+    /// How to reach the broker.
+    pub broker: BrokerConfig,
+    /// What to consume and where to reply.
+    pub server: ServerSection,
+    /// Keys and the signing pool.
+    pub signing: SigningSection,
+}
+
+/// Consumption and replies.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServerSection {
+    /// Address requests are consumed from, e.g. `/queues/signbus.requests` or `queue://Consumer.signbus.VirtualTopic.eng.sign`.
+    pub listen_to: String,
+    /// Reply address template, used when a request has no AMQP `reply-to`. Placeholders `{member}` are filled
+    /// from the request body's string members, then its properties; `{creator}` means `requested_by` and
+    /// `{task_id}` the task id. Values containing `/`, whitespace, `{`, `}`, `*`, `#` or `>` are refused.
+    #[serde(default)]
+    pub reply_to: Option<String>,
+    /// At most this many requests are processed at once (and about this many are prefetched).
+    #[serde(default = "default_in_flight")]
+    pub max_in_flight: usize,
+    /// On SIGTERM, how long to let in-flight requests finish before releasing them back to the broker.
+    #[serde(default = "default_grace")]
+    pub grace_period_secs: u64,
+    /// Attribute names accepted as the task id for `{task_id}`, in order.
+    #[serde(default = "default_task_id_attributes")]
+    pub task_id_attributes: Vec<String>,
+}
+
+/// Signing keys and workers.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct SigningSection {
+    /// The gpg home directory holding the secret keys (default: gpg's own default).
+    #[serde(default)]
+    pub gnupg_home: Option<PathBuf>,
+    /// Signing worker threads (default: the number of CPU cores).
+    #[serde(default)]
+    pub workers: Option<usize>,
+    /// The keys this server signs with. Requests naming any other key are refused.
+    pub keys: Vec<KeyConfig>,
+}
+
+fn default_in_flight() -> usize {
+    64
+}
+fn default_grace() -> u64 {
+    30
+}
+fn default_task_id_attributes() -> Vec<String> {
+    vec!["pub_task_id".into(), "pipeline_run_id".into(), "task_id".into()]
+}
+
+/// A configuration that cannot be used; the message says which key and why.
+#[derive(Debug, thiserror::Error)]
+#[error("configuration {path}: {message}")]
+pub struct ConfigError {
+    /// The file.
+    pub path: String,
+    /// What is wrong.
+    pub message: String,
+}
+
+impl ServerConfig {
+    /// Loads `path` (YAML) with `SIGNBUS_` environment overrides, then validates.
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        let err = |message: String| ConfigError { path: path.display().to_string(), message };
+        if !path.exists() {
+            return Err(err("file does not exist".into()));
+        }
+        let cfg: ServerConfig = Figment::new()
+            .merge(Yaml::file(path))
+            .merge(Env::prefixed("SIGNBUS_").split("__").only(&["broker.urls", "broker.sasl", "broker.username", "broker.password"]))
+            .extract()
+            .map_err(|e| err(e.to_string()))?;
+        cfg.validate().map_err(err)?;
+        Ok(cfg)
+    }
+
+    /// Parses YAML text (no environment), then validates. For tests and tools.
+    pub fn from_yaml(text: &str) -> Result<Self, ConfigError> {
+        let err = |message: String| ConfigError { path: "<inline>".into(), message };
+        let cfg: ServerConfig = Figment::new().merge(Yaml::string(text)).extract().map_err(|e| err(e.to_string()))?;
+        cfg.validate().map_err(err)?;
+        Ok(cfg)
+    }
+
+    fn validate(&self) -> Result<(), String> {
+        if self.broker.urls.is_empty() {
+            return Err("broker.urls must list at least one broker".into());
+        }
+        if self.server.listen_to.trim().is_empty() {
+            return Err("server.listen_to must name the request address".into());
+        }
+        if self.server.max_in_flight == 0 {
+            return Err("server.max_in_flight must be at least 1".into());
+        }
+        if self.signing.keys.is_empty() {
+            return Err("signing.keys must list at least one key".into());
+        }
+        if let Some(t) = &self.server.reply_to {
+            crate::server::reply_address::check_template(t).map_err(|e| format!("server.reply_to: {e}"))?;
+        }
+        if self.signing.workers == Some(0) {
+            return Err("signing.workers must be at least 1".into());
+        }
+        Ok(())
+    }
+
+    /// Worker threads to start.
+    pub fn workers(&self) -> usize {
+        self.signing
+            .workers
+            .unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const OK: &str = r#"
+broker: {urls: ["amqp://127.0.0.1:5672"]}
+server: {listen_to: "/queues/q", reply_to: "/exchanges/amq.topic/r.{requested_by}"}
+signing: {keys: [{id: "ABCD", name: "k"}]}
+"#;
+
+    #[test]
+    fn loads_with_defaults() {
+        let c = ServerConfig::from_yaml(OK).unwrap();
+        assert_eq!(c.server.max_in_flight, 64);
+        assert_eq!(c.broker.sasl, crate::transport::Sasl::Anonymous);
+    }
+
+    #[test]
+    fn unknown_keys_are_named() {
+        let e = ServerConfig::from_yaml(&OK.replace("listen_to", "listen_too")).unwrap_err();
+        assert!(e.message.contains("listen_too"), "{e}");
+        let e = ServerConfig::from_yaml(&OK.replace("{id:", "{idd:")).unwrap_err();
+        assert!(e.message.contains("idd"), "{e}");
+    }
+
+    #[test]
+    fn bad_values_are_refused() {
+        assert!(ServerConfig::from_yaml(&OK.replace("reply_to: \"/exchanges/amq.topic/r.{requested_by}\"", "reply_to: \"x{\"")).is_err());
+        assert!(ServerConfig::from_yaml(&OK.replace("[{id: \"ABCD\", name: \"k\"}]", "[]")).is_err());
+    }
+}

@@ -1,0 +1,19 @@
+//! signbus: container signing over a message bus.
+//!
+//! Two ends talk JSON over AMQP. The [`requester`] turns "sign this image reference at this digest with key K"
+//! into request messages and waits for the replies; the [`server`] consumes requests, validates them, signs
+//! through gpgme ([`signing`]) and replies. [`wire`] owns the message shapes and the JSON Schemas both ends
+//! enforce; [`claim`] owns the atomic container signature payload; [`transport`] moves bytes and knows nothing
+//! of gpg or claims.
+//!
+//! Layers only point down: `cli` → `server`/`requester` → `transport`, `wire`, `claim`, `signing`, `config`.
+
+pub mod claim;
+pub mod config;
+pub mod reference;
+pub mod requester;
+pub mod server;
+pub mod signing;
+pub mod strict_json;
+pub mod transport;
+pub mod wire;

@@ -1,0 +1,154 @@
+//! Which keys a server may sign with, and how requests name them.
+//!
+//! The server configuration lists keys (any gpg key spec, plus an optional name and aliases). At start-up each
+//! resolves to exactly one usable secret key's full fingerprint; from then on a request's `sig_key_id` (8- or
+//! 16-hex suffix or full fingerprint), `sig_keyname`, or an alias must match exactly one configured key. Keys
+//! not in the configuration are never used, whatever the keyring holds.
+
+use super::SignError;
+use serde::{Deserialize, Serialize};
+
+/// One key entry of the server configuration.
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct KeyConfig {
+    /// A key spec gpg resolves to exactly one secret key: full fingerprint (preferred), key id, or user id.
+    pub id: String,
+    /// A name requests may use in `sig_keyname`.
+    #[serde(default)]
+    pub name: Option<String>,
+    /// More names for the same key.
+    #[serde(default)]
+    pub aliases: Vec<String>,
+}
+
+/// A configured key, resolved to its full fingerprint.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ResolvedKey {
+    /// Upper-case hex fingerprint of the primary key.
+    pub fingerprint: String,
+    /// The configured name, if any.
+    pub name: Option<String>,
+    /// The configured aliases.
+    pub aliases: Vec<String>,
+}
+
+impl ResolvedKey {
+    /// A short label for logs and metrics: the name, else the last 16 hex digits.
+    pub fn label(&self) -> &str {
+        self.name.as_deref().unwrap_or(&self.fingerprint[self.fingerprint.len().saturating_sub(16)..])
+    }
+
+    fn matches(&self, token: &str) -> bool {
+        let hex_id = matches!(token.len(), 8 | 16 | 40 | 64) && token.bytes().all(|b| b.is_ascii_hexdigit());
+        (hex_id && self.fingerprint.ends_with(&token.to_ascii_uppercase()))
+            || self.name.as_deref() == Some(token)
+            || self.aliases.iter().any(|a| a == token)
+    }
+}
+
+/// The set of keys a server signs with.
+#[derive(Debug, Clone, Default)]
+pub struct KeyRing {
+    keys: Vec<ResolvedKey>,
+}
+
+impl KeyRing {
+    /// A ring of already-resolved keys. Fails if a name or alias is used twice or a fingerprint repeats.
+    pub fn new(keys: Vec<ResolvedKey>) -> Result<Self, SignError> {
+        for (i, k) in keys.iter().enumerate() {
+            for other in &keys[..i] {
+                if other.fingerprint == k.fingerprint {
+                    return Err(SignError::BadConfiguredKey {
+                        id: k.fingerprint.clone(),
+                        reason: "listed twice".into(),
+                    });
+                }
+                let names = k.name.iter().chain(&k.aliases);
+                if let Some(n) = names.into_iter().find(|n| other.name.as_ref() == Some(*n) || other.aliases.contains(n)) {
+                    return Err(SignError::BadConfiguredKey {
+                        id: k.fingerprint.clone(),
+                        reason: format!("name or alias {n:?} is already used by {}", other.fingerprint),
+                    });
+                }
+            }
+        }
+        Ok(KeyRing { keys })
+    }
+
+    /// Every configured key.
+    pub fn keys(&self) -> &[ResolvedKey] {
+        &self.keys
+    }
+
+    /// The one key named by `token` (hex id suffix, name or alias).
+    pub fn find(&self, token: &str) -> Result<&ResolvedKey, SignError> {
+        let hits: Vec<&ResolvedKey> = self.keys.iter().filter(|k| k.matches(token)).collect();
+        match hits.as_slice() {
+            [one] => Ok(one),
+            [] => Err(SignError::UnknownKey(token.to_owned())),
+            many => Err(SignError::AmbiguousKey {
+                query: token.to_owned(),
+                candidates: many.iter().map(|k| k.fingerprint.as_str()).collect::<Vec<_>>().join(", "),
+            }),
+        }
+    }
+
+    /// The key a request names by `sig_key_id` and/or `sig_keyname` (empty strings count as absent); when both
+    /// are given they must agree.
+    pub fn lookup(&self, key_id: Option<&str>, key_name: Option<&str>) -> Result<&ResolvedKey, SignError> {
+        let key_id = key_id.filter(|s| !s.is_empty());
+        let key_name = key_name.filter(|s| !s.is_empty());
+        match (key_id, key_name) {
+            (Some(id), Some(name)) => {
+                let a = self.find(id)?;
+                let b = self.find(name)?;
+                if a.fingerprint != b.fingerprint {
+                    return Err(SignError::KeyMismatch { key_id: id.into(), key_name: name.into() });
+                }
+                Ok(a)
+            }
+            (Some(t), None) | (None, Some(t)) => self.find(t),
+            (None, None) => Err(SignError::UnknownKey(String::new())),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ring() -> KeyRing {
+        KeyRing::new(vec![
+            ResolvedKey { fingerprint: "AAAA1111BBBB2222CCCC3333DDDD444423456789".into(), name: Some("ed".into()), aliases: vec!["e".into()] },
+            ResolvedKey { fingerprint: "0000111122223333444455556666777723456789".into(), name: Some("rsa".into()), aliases: vec![] },
+            ResolvedKey { fingerprint: "9999888877776666555544443333222211110000".into(), name: None, aliases: vec![] },
+        ])
+        .unwrap()
+    }
+
+    #[test]
+    fn short_ids_names_and_aliases_resolve_to_one_key() {
+        let r = ring();
+        assert_eq!(r.find("11110000").unwrap().fingerprint, "9999888877776666555544443333222211110000");
+        assert_eq!(r.find("dddd444423456789").unwrap().name.as_deref(), Some("ed"));
+        assert_eq!(r.find("e").unwrap().name.as_deref(), Some("ed"));
+        assert_eq!(r.lookup(Some("DDDD444423456789"), Some("ed")).unwrap().name.as_deref(), Some("ed"));
+        assert_eq!(r.lookup(Some(""), Some("rsa")).unwrap().name.as_deref(), Some("rsa"));
+    }
+
+    #[test]
+    fn ambiguous_unknown_and_mismatched_are_refused() {
+        let r = ring();
+        assert!(matches!(r.find("23456789"), Err(SignError::AmbiguousKey { .. })));
+        assert!(matches!(r.find("deadbeef"), Err(SignError::UnknownKey(_))));
+        assert!(matches!(r.find("1111"), Err(SignError::UnknownKey(_))), "4 hex digits is not an id");
+        assert!(matches!(r.lookup(Some("11110000"), Some("ed")), Err(SignError::KeyMismatch { .. })));
+        assert!(r.lookup(None, None).is_err());
+        let dup = vec![
+            ResolvedKey { fingerprint: "A".repeat(40), name: Some("x".into()), aliases: vec![] },
+            ResolvedKey { fingerprint: "B".repeat(40), name: None, aliases: vec!["x".into()] },
+        ];
+        assert!(KeyRing::new(dup).is_err());
+    }
+}

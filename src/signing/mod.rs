@@ -1,0 +1,58 @@
+//! Signing: the [`Signer`] trait, key resolution ([`keys`]) and the gpgme backend ([`gpgme_pool`]).
+//!
+//! The server asks "sign these bytes with the key whose fingerprint is F, in mode M" and gets bytes back. This
+//! module owns keys and signatures; it never sees AMQP, request ids or claims.
+
+pub mod gpgme_pool;
+pub mod keys;
+
+pub use gpgme_pool::GpgmePool;
+pub use keys::{KeyConfig, KeyRing, ResolvedKey};
+
+use std::future::Future;
+
+/// The OpenPGP output shape.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SignMode {
+    /// A binary signed message (RFC 4880 §11.3) wrapping the data: what an image signature is.
+    Normal,
+    /// An armored cleartext signature (`-----BEGIN PGP SIGNED MESSAGE-----`).
+    Clear,
+    /// A detached signature, armored or binary.
+    Detached { armor: bool },
+}
+
+/// Why a signature was not made.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum SignError {
+    /// No configured key matches. Retrying will not help: the request names a key this server does not hold.
+    #[error("unknown signing key {0:?}: not one of the keys this server is configured to use")]
+    UnknownKey(String),
+    /// More than one configured key matches. Retrying will not help: use a longer id or a key name.
+    #[error("signing key {query:?} is ambiguous: it matches {candidates}")]
+    AmbiguousKey { query: String, candidates: String },
+    /// Key id and key name resolve to different keys. Retrying will not help.
+    #[error("sig_key_id {key_id:?} and sig_keyname {key_name:?} name different keys")]
+    KeyMismatch { key_id: String, key_name: String },
+    /// A key in the configuration cannot be used (missing, not a signing key, expired, revoked). Fix the config.
+    #[error("configured key {id:?} is unusable: {reason}")]
+    BadConfiguredKey { id: String, reason: String },
+    /// gpg failed to sign. Retrying may help (agent restarted, transient resource shortage).
+    #[error("gpg failed to sign with {fingerprint}: {reason}")]
+    Gpg { fingerprint: String, reason: String },
+    /// The signing pool has shut down. Retry on another server.
+    #[error("signing pool is shut down")]
+    Closed,
+}
+
+/// Something that can make OpenPGP signatures with keys named by full fingerprint.
+pub trait Signer: Send + Sync + 'static {
+    /// Signs `data` with the key `fingerprint` (one that [`KeyRing`] resolved) in `mode`.
+    fn sign(
+        &self,
+        fingerprint: &str,
+        mode: SignMode,
+        data: Vec<u8>,
+    ) -> impl Future<Output = Result<Vec<u8>, SignError>> + Send;
+}

@@ -1,0 +1,413 @@
+//! AMQP 1.0 transport on fe2o3-amqp.
+//!
+//! One TCP connection (TCP_NODELAY: without it every settled message waits for the peer's delayed ACK), one
+//! session, one anonymous-terminus sender (each message carries its address in `to`, as pubtools-sign sends),
+//! and one receiver link per subscription with explicit settlement and automatic credit. A task per receiver
+//! owns the link; deliveries settle through it. Knows nothing of what the bodies mean.
+
+use super::delivery::{Control, SettleCommand};
+use super::{
+    BrokerConfig, Delivery, IncomingMessage, OutgoingMessage, Sasl, Settlement, Subscription, Transport,
+    TransportError,
+};
+use fe2o3_amqp::connection::ConnectionHandle;
+use fe2o3_amqp::link::delivery::DeliveryInfo;
+use fe2o3_amqp::link::receiver::CreditMode;
+use fe2o3_amqp::sasl_profile::SaslProfile;
+use fe2o3_amqp::session::SessionHandle;
+use fe2o3_amqp::types::definitions::{AmqpError, Error as AmqpErrorFrame};
+use fe2o3_amqp::types::messaging::{
+    ApplicationProperties, Body, Header, Message, Outcome, Properties, Target,
+};
+use fe2o3_amqp::types::primitives::{OrderedMap, SimpleValue, Value as AmqpValue};
+use fe2o3_amqp::{Connection, Receiver, Sender, Session};
+use serde_json::{Map, Value};
+use std::collections::HashMap;
+use std::time::Duration;
+use tokio::net::TcpStream;
+use tokio::sync::{mpsc, Mutex};
+
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// A live AMQP 1.0 connection.
+pub struct Amqp1 {
+    link: Mutex<Links>,
+    sender: Mutex<Sender>,
+    publish_timeout: Duration,
+    url: String,
+}
+
+struct Links {
+    connection: ConnectionHandle<()>,
+    session: SessionHandle<()>,
+    next_link: u64,
+}
+
+/// The parts of a broker URL this transport uses.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BrokerUrl {
+    /// `amqp` or `amqps`.
+    pub scheme: String,
+    /// Host name or address.
+    pub host: String,
+    /// TCP port (5672 / 5671 by default).
+    pub port: u16,
+    /// Credentials from the URL, implying SASL PLAIN.
+    pub credentials: Option<(String, String)>,
+}
+
+impl BrokerUrl {
+    /// Parses `amqp[s]://[user:pass@]host[:port][/...]`.
+    pub fn parse(s: &str) -> Result<Self, TransportError> {
+        let bad = |reason: &str| TransportError::BadUrl { url: redact(s), reason: reason.to_owned() };
+        let u = url::Url::parse(s).map_err(|e| bad(&e.to_string()))?;
+        let scheme = u.scheme().to_owned();
+        let default_port = match scheme.as_str() {
+            "amqp" => 5672,
+            "amqps" => 5671,
+            _ => return Err(bad("scheme must be amqp or amqps")),
+        };
+        let host = u.host_str().ok_or_else(|| bad("no host"))?.to_owned();
+        let credentials = if u.username().is_empty() {
+            None
+        } else {
+            let dec = |x: &str| {
+                url::form_urlencoded::parse(x.as_bytes()).map(|(k, v)| format!("{k}{v}")).collect::<String>()
+            };
+            Some((dec(u.username()), dec(u.password().unwrap_or(""))))
+        };
+        Ok(BrokerUrl { scheme, host, port: u.port().unwrap_or(default_port), credentials })
+    }
+}
+
+/// A URL with any password replaced, for messages and logs.
+pub fn redact(url: &str) -> String {
+    match url::Url::parse(url) {
+        Ok(mut u) if u.password().is_some() => {
+            let _ = u.set_password(Some("***"));
+            u.to_string()
+        }
+        _ => url.to_owned(),
+    }
+}
+
+impl Amqp1 {
+    /// Connects to the first URL in `cfg.urls` that accepts a connection, session and anonymous sender.
+    pub async fn connect(cfg: &BrokerConfig, container_id: &str) -> Result<Self, TransportError> {
+        if cfg.urls.is_empty() {
+            return Err(TransportError::BadUrl { url: String::new(), reason: "no broker URL configured".into() });
+        }
+        let mut last = String::new();
+        for url in &cfg.urls {
+            let parsed = BrokerUrl::parse(url)?;
+            match Self::connect_one(cfg, &parsed, container_id).await {
+                Ok(mut c) => {
+                    c.url = redact(url);
+                    tracing::info!(broker = %c.url, "connected (AMQP 1.0)");
+                    return Ok(c);
+                }
+                Err(e) => {
+                    tracing::warn!(broker = %redact(url), error = %e, "broker connection failed");
+                    last = e;
+                }
+            }
+        }
+        Err(TransportError::Connect {
+            attempts: cfg.urls.iter().map(|u| redact(u)).collect::<Vec<_>>().join(", "),
+            last,
+        })
+    }
+
+    async fn connect_one(cfg: &BrokerConfig, url: &BrokerUrl, container_id: &str) -> Result<Self, String> {
+        if url.scheme == "amqps" {
+            return Err("amqps:// (TLS) is not supported by this build yet".into());
+        }
+        let stream = tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect((url.host.as_str(), url.port)))
+            .await
+            .map_err(|_| format!("TCP connect timed out after {CONNECT_TIMEOUT:?}"))?
+            .map_err(|e| format!("TCP connect: {e}"))?;
+        stream.set_nodelay(true).map_err(|e| format!("TCP_NODELAY: {e}"))?;
+        let profile = match (&url.credentials, &cfg.sasl) {
+            (Some((u, p)), _) => Some(SaslProfile::Plain { username: u.clone(), password: p.clone() }),
+            (None, Sasl::Plain) => Some(SaslProfile::Plain {
+                username: cfg.username.clone().unwrap_or_default(),
+                password: cfg.password.clone().unwrap_or_default(),
+            }),
+            (None, Sasl::Anonymous) => Some(SaslProfile::Anonymous),
+            (None, Sasl::None) => None,
+        };
+        let builder = Connection::builder().container_id(container_id).hostname(url.host.as_str());
+        let opening = match profile {
+            Some(p) => builder.sasl_profile(p).open_with_stream(stream).await,
+            None => builder.open_with_stream(stream).await,
+        };
+        let mut connection = tokio::time::timeout(CONNECT_TIMEOUT, async { opening })
+            .await
+            .map_err(|_| "AMQP open timed out".to_owned())?
+            .map_err(|e| format!("AMQP open: {e}"))?;
+        let mut session = Session::begin(&mut connection).await.map_err(|e| format!("AMQP begin session: {e}"))?;
+        let sender = Sender::builder()
+            .name(format!("{container_id}-sender"))
+            .target(Target::builder().build())
+            .attach(&mut session)
+            .await
+            .map_err(|e| format!("attach anonymous sender: {e}"))?;
+        Ok(Amqp1 {
+            link: Mutex::new(Links { connection, session, next_link: 0 }),
+            sender: Mutex::new(sender),
+            publish_timeout: Duration::from_secs(cfg.publish_timeout_secs.max(1)),
+            url: String::new(),
+        })
+    }
+
+    /// The (redacted) URL this connection reached.
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+}
+
+impl Transport for Amqp1 {
+    async fn publish(&self, msg: OutgoingMessage) -> Result<(), TransportError> {
+        let address = msg.address.clone();
+        let message = to_amqp(msg);
+        let pending = {
+            let mut sender = self.sender.lock().await;
+            sender.send_batchable(message).await.map_err(|e| TransportError::Lost(e.to_string()))?
+        };
+        let outcome = tokio::time::timeout(self.publish_timeout, pending)
+            .await
+            .map_err(|_| TransportError::Timeout { address: address.clone(), timeout: self.publish_timeout })?
+            .map_err(|e| TransportError::Lost(e.to_string()))?;
+        match outcome {
+            Outcome::Accepted(_) => Ok(()),
+            Outcome::Released(_) => Err(TransportError::Unroutable { address }),
+            Outcome::Modified(_) => Err(TransportError::Unroutable { address }),
+            Outcome::Rejected(r) => Err(TransportError::Rejected {
+                address,
+                reason: r
+                    .error
+                    .map(|e| format!("{:?}: {}", e.condition, e.description.unwrap_or_default()))
+                    .unwrap_or_else(|| "no reason given".into()),
+            }),
+            #[allow(unreachable_patterns)]
+            _ => Err(TransportError::Rejected { address, reason: "unexpected outcome".into() }),
+        }
+    }
+
+    async fn subscribe(&self, address: &str, prefetch: u32) -> Result<Subscription, TransportError> {
+        let receiver = {
+            let mut links = self.link.lock().await;
+            links.next_link += 1;
+            let name = format!("signbus-receiver-{}-{}", std::process::id(), links.next_link);
+            Receiver::builder()
+                .name(name)
+                .source(address)
+                .credit_mode(CreditMode::Auto(prefetch.max(1)))
+                .auto_accept(false)
+                .attach(&mut links.session)
+                .await
+                .map_err(|e| TransportError::Attach { address: address.to_owned(), reason: e.to_string() })?
+        };
+        let (out_tx, out_rx) = mpsc::unbounded_channel();
+        let (ctl_tx, ctl_rx) = mpsc::channel(1);
+        let (settle_tx, settle_rx) = mpsc::unbounded_channel();
+        tokio::spawn(run_receiver(receiver, out_tx, ctl_rx, settle_tx, settle_rx, address.to_owned()));
+        Ok(Subscription::new(out_rx, ctl_tx, address.to_owned()))
+    }
+
+    async fn close(&self) {
+        let mut links = self.link.lock().await;
+        let _ = links.session.end().await;
+        let _ = links.connection.close().await;
+    }
+}
+
+/// Owns one receiver link: forwards deliveries, applies settlements, pauses on request, and closes the link
+/// once its subscription is gone and every delivery it handed out is settled or dropped.
+async fn run_receiver(
+    mut receiver: Receiver,
+    out: mpsc::UnboundedSender<Delivery>,
+    mut control: mpsc::Receiver<Control>,
+    settle_tx: mpsc::UnboundedSender<SettleCommand>,
+    mut settle_rx: mpsc::UnboundedReceiver<SettleCommand>,
+    address: String,
+) {
+    let mut pending: HashMap<u64, DeliveryInfo> = HashMap::new();
+    let mut next_token = 0u64;
+    let mut flowing = true;
+    let mut subscribed = true;
+    loop {
+        if !subscribed && pending.is_empty() {
+            break;
+        }
+        tokio::select! {
+            biased;
+            Some(cmd) = settle_rx.recv() => {
+                let result = match pending.remove(&cmd.token) {
+                    Some(info) => dispose(&receiver, info, &cmd.settlement).await,
+                    None => Err(TransportError::Lost("delivery already settled".into())),
+                };
+                if let Err(e) = &result {
+                    tracing::warn!(%address, error = %e, settlement = ?cmd.settlement, "settlement failed");
+                }
+                if let Some(done) = cmd.done {
+                    let _ = done.send(result);
+                }
+            }
+            ctl = control.recv(), if subscribed => {
+                if flowing {
+                    receiver.set_credit_mode(CreditMode::Manual);
+                    let _ = receiver.set_credit(0).await;
+                    flowing = false;
+                }
+                match ctl {
+                    Some(Control::Pause(ack)) => { let _ = ack.send(()); }
+                    None => subscribed = false,
+                }
+            }
+            r = receiver.recv::<Body<AmqpValue>>(), if flowing || subscribed => {
+                match r {
+                    Ok(d) => {
+                        let (info, message) = d.into_parts();
+                        next_token += 1;
+                        pending.insert(next_token, info);
+                        let delivery = Delivery::new(from_amqp(message), next_token, settle_tx.clone());
+                        // If nobody takes it, dropping it queues a Release for this loop to apply.
+                        let _ = out.send(delivery);
+                    }
+                    Err(e) => {
+                        tracing::warn!(%address, error = %e, "receiver link ended");
+                        return;
+                    }
+                }
+            }
+        }
+    }
+    let _ = receiver.close().await;
+}
+
+async fn dispose(receiver: &Receiver, info: DeliveryInfo, s: &Settlement) -> Result<(), TransportError> {
+    let r = match s {
+        Settlement::Accept => receiver.accept(info).await,
+        Settlement::Release => receiver.release(info).await,
+        Settlement::Reject { reason } => {
+            let err = AmqpErrorFrame::new(AmqpError::DecodeError, Some(truncate(reason, 1000)), None);
+            receiver.reject(info, err).await
+        }
+    };
+    r.map_err(|e| TransportError::Lost(e.to_string()))
+}
+
+fn truncate(s: &str, max: usize) -> String {
+    if s.len() <= max {
+        return s.to_owned();
+    }
+    let mut end = max;
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    s[..end].to_owned()
+}
+
+fn to_amqp(msg: OutgoingMessage) -> Message<fe2o3_amqp::types::messaging::AmqpValue<String>> {
+    let mut props = OrderedMap::new();
+    for (k, v) in msg.properties {
+        props.insert(k, json_to_simple(v));
+    }
+    let properties = Properties { to: Some(msg.address), reply_to: msg.reply_to, ..Default::default() };
+    let header = Header {
+        durable: msg.durable,
+        ttl: msg.ttl.map(|t| t.as_millis().min(u32::MAX as u128) as u32),
+        ..Default::default()
+    };
+    Message::builder()
+        .header(header)
+        .properties(properties)
+        .application_properties(ApplicationProperties(props))
+        .value(msg.body)
+        .build()
+}
+
+fn json_to_simple(v: Value) -> SimpleValue {
+    match v {
+        Value::Null => SimpleValue::Null,
+        Value::Bool(b) => SimpleValue::Bool(b),
+        Value::Number(n) => match (n.as_i64(), n.as_f64()) {
+            (Some(i), _) => SimpleValue::Long(i),
+            (None, Some(f)) => SimpleValue::Double(f.into()),
+            _ => SimpleValue::String(n.to_string()),
+        },
+        Value::String(s) => SimpleValue::String(s),
+        other => SimpleValue::String(other.to_string()),
+    }
+}
+
+fn simple_to_json(v: &SimpleValue) -> Value {
+    match v {
+        SimpleValue::Null => Value::Null,
+        SimpleValue::Bool(b) => Value::Bool(*b),
+        SimpleValue::Ubyte(x) => (*x).into(),
+        SimpleValue::Ushort(x) => (*x).into(),
+        SimpleValue::Uint(x) => (*x).into(),
+        SimpleValue::Ulong(x) => (*x).into(),
+        SimpleValue::Byte(x) => (*x).into(),
+        SimpleValue::Short(x) => (*x).into(),
+        SimpleValue::Int(x) => (*x).into(),
+        SimpleValue::Long(x) => (*x).into(),
+        SimpleValue::Float(x) => serde_json::Number::from_f64(x.0 as f64).map_or(Value::Null, Value::Number),
+        SimpleValue::Double(x) => serde_json::Number::from_f64(x.0).map_or(Value::Null, Value::Number),
+        SimpleValue::String(s) => Value::String(s.clone()),
+        SimpleValue::Symbol(s) => Value::String(s.0.clone()),
+        other => Value::String(format!("{other:?}")),
+    }
+}
+
+fn from_amqp(message: Message<Body<AmqpValue>>) -> IncomingMessage {
+    let mut properties = Map::new();
+    if let Some(ap) = &message.application_properties {
+        for (k, v) in ap.0.iter() {
+            properties.insert(k.clone(), simple_to_json(v));
+        }
+    }
+    let reply_to = message.properties.as_ref().and_then(|p| p.reply_to.clone());
+    let delivery_count = message.header.as_ref().map_or(0, |h| h.delivery_count);
+    let body = match message.body {
+        Body::Value(v) => match v.0 {
+            AmqpValue::String(s) => s.into_bytes(),
+            AmqpValue::Binary(b) => b.into_vec(),
+            AmqpValue::Symbol(s) => s.0.into_bytes(),
+            other => format!("{other:?}").into_bytes(),
+        },
+        Body::Data(batch) => batch.into_iter().flat_map(|d| d.0.into_vec()).collect(),
+        _ => Vec::new(),
+    };
+    IncomingMessage { body, properties, reply_to, delivery_count }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_broker_urls() {
+        let u = BrokerUrl::parse("amqp://127.0.0.1:5673").unwrap();
+        assert_eq!((u.host.as_str(), u.port, u.credentials.is_none()), ("127.0.0.1", 5673, true));
+        let u = BrokerUrl::parse("amqps://u%40x:p%2F@broker.example.com").unwrap();
+        assert_eq!(u.port, 5671);
+        assert_eq!(u.credentials, Some(("u@x".into(), "p/".into())));
+        assert!(BrokerUrl::parse("http://x").is_err());
+        assert_eq!(redact("amqp://u:secret@h:1"), "amqp://u:***@h:1");
+    }
+
+    #[test]
+    fn properties_round_trip_as_scalars() {
+        let mut m = Map::new();
+        m.insert("s".into(), "x".into());
+        m.insert("n".into(), 5.into());
+        m.insert("b".into(), true.into());
+        m.insert("z".into(), Value::Null);
+        for (k, v) in m {
+            assert_eq!(simple_to_json(&json_to_simple(v.clone())), v, "{k}");
+        }
+    }
+}

@@ -1,0 +1,134 @@
+//! Moving messages to and from a broker: one trait, one file per protocol.
+//!
+//! A [`Transport`] publishes [`OutgoingMessage`]s and waits until the broker has settled them, and opens
+//! [`Subscription`]s that yield [`Delivery`]s which the caller settles exactly once ([`Settlement`]). A delivery
+//! dropped unsettled is released back to the broker, never lost. This module knows nothing of gpg, claims or
+//! the JSON inside bodies: bodies are bytes, properties are JSON scalars.
+
+pub mod amqp1;
+mod delivery;
+
+pub use delivery::{Delivery, Settlement, Subscription};
+
+use serde_json::{Map, Value};
+use std::future::Future;
+use std::time::Duration;
+
+/// A message to publish.
+#[derive(Debug, Clone, Default)]
+pub struct OutgoingMessage {
+    /// Destination address (`to`), e.g. `/queues/signbus.requests` or `topic://VirtualTopic.eng.sign`.
+    pub address: String,
+    /// Body text (JSON); sent as an AMQP string value on AMQP 1.0, as it is by pubtools-sign.
+    pub body: String,
+    /// Application properties; scalar JSON values only (strings, numbers, booleans, null).
+    pub properties: Map<String, Value>,
+    /// Where replies should go, when the sender wants them routed by the message itself.
+    pub reply_to: Option<String>,
+    /// Time to live.
+    pub ttl: Option<Duration>,
+    /// Ask the broker to keep the message on disk.
+    pub durable: bool,
+}
+
+/// A message received from a subscription.
+#[derive(Debug, Clone, Default)]
+pub struct IncomingMessage {
+    /// The body bytes: an AMQP string or binary value, or the concatenated data sections.
+    pub body: Vec<u8>,
+    /// Application properties, converted to JSON scalars.
+    pub properties: Map<String, Value>,
+    /// The message's `reply-to`, when set.
+    pub reply_to: Option<String>,
+    /// How many earlier deliveries of this message failed (0 on first delivery).
+    pub delivery_count: u32,
+}
+
+/// What went wrong while talking to the broker.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum TransportError {
+    /// No broker in the list accepted a connection. Retry is safe (later, with backoff).
+    #[error("cannot connect to any broker ({attempts}): {last}")]
+    Connect { attempts: String, last: String },
+    /// A broker URL could not be understood. Retrying will not help: fix the configuration.
+    #[error("invalid broker URL {url:?}: {reason}")]
+    BadUrl { url: String, reason: String },
+    /// The broker refused to attach a link to this address (missing queue, no permission).
+    /// Retrying will not help until the topology or permissions change.
+    #[error("broker refused address {address:?}: {reason}")]
+    Attach { address: String, reason: String },
+    /// The broker had no route for the message (AMQP 1.0 `released`, 0-9-1 `basic.return`): nobody could receive it.
+    /// Nothing was delivered; retry only once a receiver exists.
+    #[error("message to {address:?} could not be routed (no queue bound / nobody listening)")]
+    Unroutable { address: String },
+    /// The broker rejected the message (e.g. the exchange does not exist). Nothing was delivered.
+    #[error("broker rejected message to {address:?}: {reason}")]
+    Rejected { address: String, reason: String },
+    /// The broker did not settle the message in time. It may or may not have been delivered.
+    #[error("broker did not confirm message to {address:?} within {timeout:?}")]
+    Timeout { address: String, timeout: Duration },
+    /// The connection or link broke. Publishing may be retried on a new connection; unsettled deliveries
+    /// will be redelivered by the broker.
+    #[error("connection to broker lost: {0}")]
+    Lost(String),
+}
+
+/// One connection to a broker, whatever the protocol.
+pub trait Transport: Send + Sync + 'static {
+    /// Publishes `msg` and resolves once the broker has taken responsibility for it (AMQP 1.0 `accepted`,
+    /// 0-9-1 confirm). Any other outcome is an error; nothing is silently dropped.
+    fn publish(&self, msg: OutgoingMessage) -> impl Future<Output = Result<(), TransportError>> + Send;
+
+    /// Starts consuming from `address` with at most about `prefetch` unsettled deliveries.
+    fn subscribe(
+        &self,
+        address: &str,
+        prefetch: u32,
+    ) -> impl Future<Output = Result<Subscription, TransportError>> + Send;
+
+    /// Closes the connection politely. Unsettled deliveries are redelivered by the broker.
+    fn close(&self) -> impl Future<Output = ()> + Send;
+}
+
+/// How a client authenticates with SASL.
+#[derive(Debug, Clone, PartialEq, Eq, Default, serde::Deserialize, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Sasl {
+    /// No SASL layer at all (what pubtools-sign does; brokers like ActiveMQ accept it).
+    None,
+    /// SASL ANONYMOUS (RabbitMQ 4 maps it to its anonymous user).
+    #[default]
+    Anonymous,
+    /// SASL PLAIN with the configured username and password.
+    Plain,
+}
+
+/// Where and how to connect: a failover list of URLs tried in order.
+#[derive(Debug, Clone, Default, serde::Deserialize, serde::Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct BrokerConfig {
+    /// Broker URLs, `amqp://host:port` (or `amqps://`), tried in order until one connects.
+    pub urls: Vec<String>,
+    /// SASL mechanism. Credentials in a URL (`amqp://user:pass@host`) imply PLAIN.
+    #[serde(default)]
+    pub sasl: Sasl,
+    /// Username for PLAIN.
+    #[serde(default)]
+    pub username: Option<String>,
+    /// Password for PLAIN. Never logged.
+    #[serde(default, skip_serializing)]
+    pub password: Option<String>,
+    /// Seconds to wait for the broker to settle a published message.
+    #[serde(default = "default_publish_timeout")]
+    pub publish_timeout_secs: u64,
+}
+
+fn default_publish_timeout() -> u64 {
+    30
+}
+
+/// Connects to the first broker of `cfg.urls` that answers.
+pub async fn connect(cfg: &BrokerConfig, container_id: &str) -> Result<amqp1::Amqp1, TransportError> {
+    amqp1::Amqp1::connect(cfg, container_id).await
+}

@@ -1,0 +1,76 @@
+//! The wire format both ends share: typed request and reply messages and their JSON Schemas.
+//!
+//! Every message on the bus is JSON text with AMQP application properties beside it. [`schema`] holds the
+//! compiled-in schemas of `schemas/`; [`container`] the container request; [`reply`] the reply envelope. This
+//! module does no I/O and knows nothing of AMQP or gpg.
+
+pub mod container;
+pub mod reply;
+pub mod schema;
+
+pub use container::ContainerRequest;
+pub use reply::Reply;
+pub use schema::{Schema, SchemaError};
+
+use serde_json::{Map, Value};
+
+/// Request types (`mtype` property).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum RequestType {
+    /// Atomic container signature over a claim.
+    Container,
+    /// Cleartext signature over text.
+    ClearSign,
+    /// Detached signature over a blob.
+    Blob,
+    /// Several container claims in one message.
+    Batch,
+}
+
+impl RequestType {
+    /// The `mtype` string.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RequestType::Container => "container_signature",
+            RequestType::ClearSign => "clearsign_signature",
+            RequestType::Blob => "gpg_signature",
+            RequestType::Batch => "batch",
+        }
+    }
+
+    /// Parses an `mtype` string.
+    pub fn from_mtype(s: &str) -> Option<Self> {
+        [RequestType::Container, RequestType::ClearSign, RequestType::Blob, RequestType::Batch]
+            .into_iter()
+            .find(|t| t.as_str() == s)
+    }
+
+    /// The reply member that carries this type's result.
+    pub fn result_field(self) -> &'static str {
+        match self {
+            RequestType::Container | RequestType::Batch => "signed_claim",
+            RequestType::ClearSign => "signed_data",
+            RequestType::Blob => "signed_payload",
+        }
+    }
+}
+
+/// Why a message body is not a usable JSON object.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum DecodeError {
+    /// The body is not UTF-8 JSON, or has duplicate members.
+    #[error("message body is not valid JSON: {0}")]
+    Json(String),
+    /// The body is JSON but not an object.
+    #[error("message body is not a JSON object")]
+    NotObject,
+}
+
+/// Decodes a message body to a JSON object, refusing duplicate members.
+pub fn decode_object(body: &[u8]) -> Result<Map<String, Value>, DecodeError> {
+    match crate::strict_json::parse(body).map_err(|e| DecodeError::Json(e.to_string()))? {
+        Value::Object(m) => Ok(m),
+        _ => Err(DecodeError::NotObject),
+    }
+}

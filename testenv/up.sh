@@ -1,0 +1,493 @@
+#!/usr/bin/env bash
+# Bring up the signbus test environment (RabbitMQ 4.0 from a Debian trixie
+# chroot, an AMQP 1.0 SASL relay, throwaway GnuPG keys and TLS files, config
+# files for the signbus server and for pubtools-sign).
+#
+# Idempotent: a second run reuses the broker/relay that are already up.
+# On success, testenv/.run/env exists (source it); see testenv/README.md.
+set -euo pipefail
+
+cd "$(dirname "$0")"
+TESTENV_DIR=$(pwd -P)
+RUN_DIR=$TESTENV_DIR/.run
+CACHE_DIR=${SIGNBUS_TESTENV_CACHE:-/var/cache/signbus-testenv}
+ROOTFS=$CACHE_DIR/trixie-rabbitmq         # cached, shared by all clones, never written at run time
+CHROOT=$RUN_DIR/rootfs                     # per-clone mount point (read-only bind of $ROOTFS, private ns)
+STATE=$RUN_DIR/rabbitmq                    # per-clone writable state: etc/, data/, log/
+GNUPG_DIR=$RUN_DIR/gnupg
+TLS_DIR=$RUN_DIR/tls
+KEYS_DIR=$RUN_DIR/keys
+
+AMQP_PORT=${SIGNBUS_AMQP_PORT:-5672}
+MGMT_PORT=${SIGNBUS_MGMT_PORT:-15672}
+RELAY_PORT=${SIGNBUS_RELAY_PORT:-5670}
+DIST_PORT=${SIGNBUS_DIST_PORT:-$((AMQP_PORT + 20000))}
+NODENAME=${SIGNBUS_RABBITMQ_NODENAME:-rabbit@localhost}
+READY_TIMEOUT=${SIGNBUS_READY_TIMEOUT:-60}
+# Optional: pin an exact Debian version, e.g. SIGNBUS_RABBITMQ_VERSION=4.0.5-6+deb13u2
+PIN_VERSION=${SIGNBUS_RABBITMQ_VERSION:-}
+
+AMQP_URL=amqp://127.0.0.1:$AMQP_PORT
+MGMT_URL=http://127.0.0.1:$MGMT_PORT
+RELAY_URL=amqp://127.0.0.1:$RELAY_PORT
+
+log() { printf 'up.sh: %s\n' "$*" >&2; }
+die() { printf 'up.sh: ERROR: %s\n' "$*" >&2; exit 1; }
+
+[ "$(id -u)" = 0 ] || die "must run as root (mmdebstrap, unshare, chroot)"
+
+# --------------------------------------------------------------------------
+# 1. host packages
+# --------------------------------------------------------------------------
+ensure_packages() {
+    local missing=() p
+    for p in mmdebstrap gnupg skopeo curl python3 openssl util-linux; do
+        dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")
+    done
+    if [ ${#missing[@]} -gt 0 ]; then
+        log "installing: ${missing[*]}"
+        export DEBIAN_FRONTEND=noninteractive
+        apt-get update -qq
+        apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+    fi
+}
+
+# --------------------------------------------------------------------------
+# 2. cached trixie chroot with rabbitmq-server
+# --------------------------------------------------------------------------
+# The Debian archive apt on this machine already uses (first non-security,
+# non-debug .../debian URI in sources.list / sources.list.d).
+debian_mirror() {
+    if [ -n "${SIGNBUS_DEBIAN_MIRROR:-}" ]; then echo "$SIGNBUS_DEBIAN_MIRROR"; return; fi
+    local f uris=()
+    shopt -s nullglob
+    for f in /etc/apt/sources.list /etc/apt/sources.list.d/*.list; do
+        [ -f "$f" ] || continue
+        # one-line format: deb [opts] URI suite comps
+        while read -r u; do uris+=("$u"); done < <(
+            sed -e 's/#.*//' -e 's/\[[^]]*\]//' "$f" | awk '$1=="deb"{print $2}')
+    done
+    for f in /etc/apt/sources.list.d/*.sources; do
+        while read -r u; do uris+=("$u"); done < <(
+            awk 'BEGIN{IGNORECASE=1} /^[[:space:]]*#/{next} /^URIs:/{for(i=2;i<=NF;i++) print $i}' "$f")
+    done
+    shopt -u nullglob
+    local u
+    for u in "${uris[@]}"; do
+        u=${u%/}
+        case "$u" in
+            http://*/debian|https://*/debian) echo "$u"; return ;;
+        esac
+    done
+    return 1
+}
+
+rootfs_version() {
+    cat "$ROOTFS/etc/signbus-testenv/rabbitmq-server.version" 2>/dev/null || true
+}
+
+build_rootfs() {
+    mkdir -p "$CACHE_DIR"
+    exec 9>"$CACHE_DIR/.build.lock"
+    flock 9
+    local have; have=$(rootfs_version)
+    if [ -n "$have" ] && { [ -z "$PIN_VERSION" ] || [ "$have" = "$PIN_VERSION" ]; }; then
+        exec 9>&-
+        return 0
+    fi
+    # Leftovers of interrupted builds are never reused.
+    local d
+    for d in "$CACHE_DIR"/.trixie-rabbitmq.build.*; do
+        [ -e "$d" ] || continue
+        if grep -qF " $d" /proc/self/mounts; then
+            log "WARNING: $d still has mounts; leaving it alone"
+        else
+            rm -rf --one-file-system "$d"
+        fi
+    done
+    local mirror
+    mirror=$(debian_mirror) || die "could not find the Debian mirror in /etc/apt/sources.list*; set SIGNBUS_DEBIAN_MIRROR"
+    local pkg=rabbitmq-server
+    [ -n "$PIN_VERSION" ] && pkg="rabbitmq-server=$PIN_VERSION"
+    local tmp; tmp=$(mktemp -d "$CACHE_DIR/.trixie-rabbitmq.build.XXXXXX")
+    log "building trixie chroot with $pkg from $mirror (one-off, ~20-60 s)"
+    if ! mmdebstrap --quiet --variant=apt --include="$pkg" trixie "$tmp/root" "$mirror" \
+            >"$tmp.log" 2>&1; then
+        cat "$tmp.log" >&2
+        die "mmdebstrap failed (log above)"
+    fi
+    rm -f "$tmp.log"
+    local v; v=$(chroot "$tmp/root" dpkg-query -W -f='${Version}' rabbitmq-server)
+    local erl; erl=$(chroot "$tmp/root" dpkg-query -W -f='${Version}' erlang-base)
+    mkdir -p "$tmp/root/etc/signbus-testenv"
+    printf '%s\n' "$v" >"$tmp/root/etc/signbus-testenv/rabbitmq-server.version"
+    printf '%s\n' "$erl" >"$tmp/root/etc/signbus-testenv/erlang-base.version"
+    printf 'mirror=%s\nbuilt=%s\n' "$mirror" "$(date -u +%FT%TZ)" >"$tmp/root/etc/signbus-testenv/build.info"
+    chmod 755 "$tmp/root"
+    # Atomic switch: the final name only ever points at a complete tree.
+    if [ -e "$ROOTFS" ]; then
+        mv "$ROOTFS" "$tmp/old"
+    fi
+    mv "$tmp/root" "$ROOTFS"
+    rm -rf --one-file-system "$tmp"
+    exec 9>&-
+}
+
+# --------------------------------------------------------------------------
+# helpers
+# --------------------------------------------------------------------------
+port_open() { timeout 2 bash -c 'exec 3<>"/dev/tcp/127.0.0.1/$1"' _ "$1" 2>/dev/null; }
+
+# pid alive and its root (as seen via /proc) is our chroot mount point
+broker_pid_ok() {
+    local pid=$1
+    [ -n "$pid" ] && [ -d "/proc/$pid" ] && [ "$(readlink "/proc/$pid/root" 2>/dev/null)" = "$CHROOT" ]
+}
+
+relay_pid_ok() {
+    local pid=$1
+    [ -n "$pid" ] && [ -r "/proc/$pid/cmdline" ] && tr '\0' ' ' <"/proc/$pid/cmdline" | grep -q 'amqp-sasl-relay\.py'
+}
+
+yaml_str() { # JSON string == valid YAML double-quoted scalar
+    python3 -c 'import json,sys; print(json.dumps(sys.argv[1]))' "$1"
+}
+
+tail_log() { [ -f "$1" ] && tail -n "${2:-60}" "$1" | sed 's/^/    | /' >&2 || true; }
+
+# --------------------------------------------------------------------------
+# 3. TLS files (not used on amqp:// but pubtools-sign reads CN from them)
+# --------------------------------------------------------------------------
+ensure_tls() {
+    [ -s "$TLS_DIR/client.pem" ] && [ -s "$TLS_DIR/ca.pem" ] && return 0
+    log "generating throwaway CA and client certificate (CN=signbus-test)"
+    rm -rf "$TLS_DIR"; mkdir -p "$TLS_DIR"; chmod 700 "$TLS_DIR"
+    (
+        cd "$TLS_DIR"
+        openssl req -x509 -newkey rsa:2048 -nodes -sha256 -days 3650 \
+            -subj "/CN=signbus-test-ca" -keyout ca.key -out ca.pem 2>/dev/null
+        openssl req -newkey rsa:2048 -nodes -sha256 \
+            -subj "/CN=signbus-test" -keyout client.key -out client.csr 2>/dev/null
+        printf 'basicConstraints=CA:FALSE\nkeyUsage=digitalSignature,keyEncipherment\nextendedKeyUsage=clientAuth\n' >client.ext
+        openssl x509 -req -in client.csr -CA ca.pem -CAkey ca.key -CAcreateserial \
+            -days 3650 -sha256 -extfile client.ext -out client.crt 2>/dev/null
+        cat client.crt client.key >client.pem.tmp
+        chmod 600 client.pem.tmp ca.key client.key
+        mv client.pem.tmp client.pem
+        rm -f client.csr client.ext
+    )
+}
+
+# --------------------------------------------------------------------------
+# 4. GnuPG keys
+# --------------------------------------------------------------------------
+key_fpr() { # $1 = email; prints the primary fingerprint of the secret key with that uid
+    gpg --batch --with-colons --list-secret-keys 2>/dev/null | awk -F: -v email="<$1>" '
+        $1=="sec" {fpr=""; want=1; next}
+        $1=="fpr" && want {fpr=$10; want=0; next}
+        $1=="uid" && index($10, email) && fpr!="" {print fpr; exit}'
+}
+
+ensure_gpg() {
+    export GNUPGHOME=$GNUPG_DIR
+    mkdir -p "$GNUPGHOME"; chmod 700 "$GNUPGHOME"
+    grep -qx 'allow-loopback-pinentry' "$GNUPGHOME/gpg-agent.conf" 2>/dev/null ||
+        echo 'allow-loopback-pinentry' >>"$GNUPGHOME/gpg-agent.conf"
+    if [ -z "$(key_fpr ed25519@signbus.test)" ]; then
+        log "generating ed25519 test key"
+        gpg --batch --quiet --passphrase '' --quick-gen-key \
+            'signbus test ed25519 <ed25519@signbus.test>' ed25519 sign never 2>/dev/null
+    fi
+    if [ -z "$(key_fpr rsa@signbus.test)" ]; then
+        log "generating rsa4096 test key"
+        gpg --batch --quiet --passphrase '' --quick-gen-key \
+            'signbus test rsa <rsa@signbus.test>' rsa4096 sign never 2>/dev/null
+    fi
+    KEY_ED=$(key_fpr ed25519@signbus.test)
+    KEY_RSA=$(key_fpr rsa@signbus.test)
+    [ ${#KEY_ED} -ge 40 ] || die "could not determine ed25519 fingerprint"
+    [ ${#KEY_RSA} -ge 40 ] || die "could not determine rsa fingerprint"
+    mkdir -p "$KEYS_DIR"
+    gpg --batch --export "$KEY_ED" >"$KEYS_DIR/ed25519.pub.gpg"
+    gpg --batch --export "$KEY_RSA" >"$KEYS_DIR/rsa.pub.gpg"
+    gpg --batch --armor --export "$KEY_ED" >"$KEYS_DIR/ed25519.pub.asc"
+    gpg --batch --armor --export "$KEY_RSA" >"$KEYS_DIR/rsa.pub.asc"
+}
+
+# --------------------------------------------------------------------------
+# 5. config files
+# --------------------------------------------------------------------------
+write_client_yaml() { # $1 = file, $2 = broker url
+    local tmp=$1.tmp section
+    {
+        for section in msg_signer msg_batch_signer; do
+            echo "$section:"
+            echo "  messaging_brokers: [$(yaml_str "$2")]"
+            echo "  messaging_cert_key: $(yaml_str "$TLS_DIR/client.pem")"
+            echo "  messaging_ca_cert: $(yaml_str "$TLS_DIR/ca.pem")"
+            echo '  topic_send_to: "/queues/signbus.requests"'
+            echo '  topic_listen_to: "/topic/signbus.reply.{creator}.{task_id}"'
+            echo '  environment: "test"'
+            echo '  service: "pubtools-sign"'
+            echo '  timeout: 10'
+            echo '  retries: 2'
+            echo '  send_retries: 2'
+            echo '  message_id_key: "request_id"'
+            echo '  log_level: "INFO"'
+            echo '  key_aliases:'
+            echo "    test-ed25519: $(yaml_str "$KEY_ED")"
+            [ "$section" = msg_batch_signer ] && echo '  chunk_size: 50'
+        done
+    } >"$tmp"
+    mv "$tmp" "$1"
+}
+
+write_configs() {
+    local tmp=$RUN_DIR/server.yaml.tmp
+    cat >"$tmp" <<EOF
+broker:
+  urls: [$(yaml_str "$AMQP_URL")]
+  sasl: anonymous
+server:
+  listen_to: "/queues/signbus.requests"
+  reply_to: "/exchanges/amq.topic/signbus.reply.{requested_by}.{pub_task_id}"
+  max_in_flight: 64
+signing:
+  gnupg_home: $(yaml_str "$GNUPG_DIR")
+  workers: 2
+  keys:
+    - id: $(yaml_str "$KEY_ED")
+      name: "ed25519"
+      aliases: ["test-ed25519"]
+    - id: $(yaml_str "$KEY_RSA")
+      name: "rsa"
+      aliases: ["test-rsa"]
+EOF
+    mv "$tmp" "$RUN_DIR/server.yaml"
+    write_client_yaml "$RUN_DIR/client.yaml" "$AMQP_URL"
+    write_client_yaml "$RUN_DIR/client-relay.yaml" "$RELAY_URL"
+}
+
+write_rabbitmq_etc() {
+    local etc=$STATE/etc
+    mkdir -p "$etc"
+    cat >"$etc/rabbitmq.conf.tmp" <<EOF
+# Written by testenv/up.sh on every broker start. Do not edit.
+# Loopback only.
+listeners.tcp.1 = 127.0.0.1:$AMQP_PORT
+management.tcp.ip = 127.0.0.1
+management.tcp.port = $MGMT_PORT
+
+# Topology + user guest/guest (administrator). Loading definitions means the
+# default user is not created, hence guest is defined there.
+load_definitions = /etc/rabbitmq/definitions.json
+
+# AMQP 1.0 in RabbitMQ 4 always requires SASL; ANONYMOUS maps to guest.
+auth_mechanisms.1 = PLAIN
+auth_mechanisms.2 = AMQPLAIN
+auth_mechanisms.3 = ANONYMOUS
+anonymous_login_user = guest
+anonymous_login_pass = guest
+
+# AMQP 1.0 address v1 (/topic/..., /queue/..., /exchange/...) is deprecated in
+# 4.0 but permitted by default; permit it explicitly (pubtools-sign uses /topic/).
+deprecated_features.permit.amqp_address_v1 = true
+
+# Logs go to stdout -> testenv/.run/rabbitmq.log
+log.console = true
+log.console.level = info
+log.console.use_colors = off
+log.file = false
+
+# Fresher numbers in the management API (default 5000 ms).
+collect_statistics_interval = 1000
+EOF
+    mv "$etc/rabbitmq.conf.tmp" "$etc/rabbitmq.conf"
+    cp "$TESTENV_DIR/compose/enabled_plugins" "$etc/enabled_plugins"
+    cp "$TESTENV_DIR/compose/definitions.json" "$etc/definitions.json"
+    : >"$etc/rabbitmq-env.conf"
+}
+
+# --------------------------------------------------------------------------
+# 6. broker
+# --------------------------------------------------------------------------
+# Runs as PID 1-less tree inside a private mount namespace:
+#   $ROOTFS  --bind,ro-->  $CHROOT, plus proc, a tmpfs /tmp and binds of the
+#   per-clone state dirs. Nothing is mounted in the host namespace, and the
+#   cached tree is never written to.
+BROKER_INNER='
+set -eu
+rootfs=$1; chroot_dir=$2; state=$3; shift 3
+mount --bind "$rootfs" "$chroot_dir"
+mount -o remount,bind,ro "$chroot_dir"
+mount -t proc -o nosuid,nodev,noexec proc "$chroot_dir/proc"
+mount -t tmpfs -o mode=1777,size=256m tmpfs "$chroot_dir/tmp"
+mount --bind "$state/etc"  "$chroot_dir/etc/rabbitmq"
+mount --bind "$state/data" "$chroot_dir/var/lib/rabbitmq"
+mount --bind "$state/log"  "$chroot_dir/var/log/rabbitmq"
+exec chroot "$chroot_dir" /usr/bin/env -i "$@" /usr/lib/rabbitmq/bin/rabbitmq-server
+'
+
+start_broker() {
+    local p
+    for p in "$AMQP_PORT" "$MGMT_PORT" "$DIST_PORT"; do
+        port_open "$p" && die "port 127.0.0.1:$p is already in use by something else (another broker? run testenv/down.sh, or set SIGNBUS_AMQP_PORT/SIGNBUS_MGMT_PORT)"
+    done
+    mkdir -p "$CHROOT" "$STATE"
+    # Fresh broker state on every cold start (queues come back from definitions).
+    if [ "${SIGNBUS_KEEP_BROKER_DATA:-0}" != 1 ]; then
+        rm -rf --one-file-system "$STATE/data" "$STATE/log"
+    fi
+    mkdir -p "$STATE/data" "$STATE/log"
+    write_rabbitmq_etc
+    printf '%s %s %s %s\n' "$AMQP_PORT" "$MGMT_PORT" "$DIST_PORT" "$NODENAME" >"$RUN_DIR/rabbitmq.ports"
+    printf '\n===== %s up.sh: starting rabbitmq-server %s (%s) =====\n' \
+        "$(date -u +%FT%TZ)" "$(rootfs_version)" "$NODENAME" >>"$RUN_DIR/rabbitmq.log"
+    setsid unshare --mount --propagation private /bin/bash -c "$BROKER_INNER" broker \
+        "$ROOTFS" "$CHROOT" "$STATE" \
+        HOME=/var/lib/rabbitmq \
+        PATH=/usr/sbin:/usr/bin:/sbin:/bin \
+        LANG=C.UTF-8 LC_ALL=C.UTF-8 \
+        RABBITMQ_NODENAME="$NODENAME" \
+        RABBITMQ_USE_LONGNAME=false \
+        RABBITMQ_DIST_PORT="$DIST_PORT" \
+        RABBITMQ_SERVER_ADDITIONAL_ERL_ARGS="-kernel inet_dist_use_interface {127,0,0,1}" \
+        ERL_EPMD_ADDRESS=127.0.0.1 ${SIGNBUS_EXP_PLUGINS:+RABBITMQ_PLUGINS_DIR=$SIGNBUS_EXP_PLUGINS} \
+        >>"$RUN_DIR/rabbitmq.log" 2>&1 </dev/null &
+    echo $! >"$RUN_DIR/rabbitmq.pid"
+    BROKER_STARTED_AT=$(date +%s.%N)
+}
+
+broker_ready() {
+    port_open "$AMQP_PORT" || return 1
+    local code
+    code=$(curl -s -o /dev/null -w '%{http_code}' --max-time 3 -u guest:guest \
+        "$MGMT_URL/api/queues/%2F/signbus.requests" 2>/dev/null) || return 1
+    [ "$code" = 200 ]
+}
+
+wait_broker() {
+    local pid; pid=$(cat "$RUN_DIR/rabbitmq.pid")
+    local deadline=$(( $(date +%s) + READY_TIMEOUT ))
+    until broker_ready; do
+        if ! [ -d "/proc/$pid" ]; then
+            log "broker process $pid exited; log tail:"
+            tail_log "$RUN_DIR/rabbitmq.log"
+            bash "$TESTENV_DIR/down.sh" >&2 || true   # e.g. epmd is still around
+            die "rabbitmq-server failed to start"
+        fi
+        if [ "$(date +%s)" -ge "$deadline" ]; then
+            log "broker not ready after ${READY_TIMEOUT}s; log tail:"
+            tail_log "$RUN_DIR/rabbitmq.log"
+            bash "$TESTENV_DIR/down.sh" >&2 || true
+            die "rabbitmq-server did not become ready within ${READY_TIMEOUT}s"
+        fi
+        sleep 0.25
+    done
+}
+
+# --------------------------------------------------------------------------
+# 7. relay
+# --------------------------------------------------------------------------
+start_relay() {
+    port_open "$RELAY_PORT" && die "port 127.0.0.1:$RELAY_PORT is already in use (set SIGNBUS_RELAY_PORT)"
+    printf '%s %s\n' "$RELAY_PORT" "$AMQP_PORT" >"$RUN_DIR/relay.ports"
+    setsid "$PYTHON" -u "$TESTENV_DIR/amqp-sasl-relay.py" \
+        --listen "127.0.0.1:$RELAY_PORT" --broker "127.0.0.1:$AMQP_PORT" \
+        >>"$RUN_DIR/relay.log" 2>&1 </dev/null &
+    echo $! >"$RUN_DIR/relay.pid"
+    local pid=$! i
+    for i in $(seq 1 40); do
+        port_open "$RELAY_PORT" && return 0
+        [ -d "/proc/$pid" ] || break
+        sleep 0.25
+    done
+    tail_log "$RUN_DIR/relay.log" 20
+    die "relay did not start listening on 127.0.0.1:$RELAY_PORT"
+}
+
+# ==========================================================================
+main() {
+    local t0; t0=$(date +%s.%N)
+    ensure_packages
+    PYTHON=/usr/bin/python3
+    [ -x "$PYTHON" ] || PYTHON=$(command -v python3)
+
+    mkdir -p "$RUN_DIR"
+    rm -f "$RUN_DIR/env"          # present only after a fully successful run
+
+    build_rootfs
+    local version; version=$(rootfs_version)
+    case "$version" in
+        4.0.*) ;;
+        *) log "WARNING: chroot has rabbitmq-server $version, expected 4.0.x" ;;
+    esac
+    printf '%s\n' "$version" >"$RUN_DIR/rabbitmq.version"
+    log "rabbitmq-server $version (erlang $(cat "$ROOTFS/etc/signbus-testenv/erlang-base.version"), cache $ROOTFS)"
+
+    ensure_tls
+    ensure_gpg
+    write_configs
+
+    # broker: reuse if up
+    local pid=""
+    [ -f "$RUN_DIR/rabbitmq.pid" ] && pid=$(cat "$RUN_DIR/rabbitmq.pid")
+    if broker_pid_ok "$pid"; then
+        local want="$AMQP_PORT $MGMT_PORT $DIST_PORT $NODENAME" have
+        have=$(cat "$RUN_DIR/rabbitmq.ports" 2>/dev/null || true)
+        [ "$have" = "$want" ] || die "running broker (pid $pid) uses '$have', requested '$want': run testenv/down.sh first"
+        log "broker already running (pid $pid), reusing"
+    else
+        [ -n "$pid" ] && log "stale broker pid file ($pid), starting a new broker"
+        # something of ours still running without a valid pid file? stop it first
+        local p
+        for p in /proc/[0-9]*; do
+            if [ "$(readlink "$p/root" 2>/dev/null)" = "$CHROOT" ]; then
+                log "found orphaned broker processes; running down.sh first"
+                bash "$TESTENV_DIR/down.sh" >&2
+                break
+            fi
+        done
+        log "starting rabbitmq-server on $AMQP_URL (management $MGMT_URL)"
+        start_broker
+    fi
+    wait_broker
+    if [ -n "${BROKER_STARTED_AT:-}" ]; then
+        log "broker ready after $(awk -v a="$BROKER_STARTED_AT" -v b="$(date +%s.%N)" 'BEGIN{printf "%.1f", b-a}') s"
+    fi
+
+    # relay: reuse if up
+    pid=""
+    [ -f "$RUN_DIR/relay.pid" ] && pid=$(cat "$RUN_DIR/relay.pid")
+    if relay_pid_ok "$pid" && port_open "$RELAY_PORT"; then
+        local have; have=$(cat "$RUN_DIR/relay.ports" 2>/dev/null || true)
+        [ "$have" = "$RELAY_PORT $AMQP_PORT" ] || die "running relay (pid $pid) uses '$have': run testenv/down.sh first"
+        log "relay already running (pid $pid), reusing"
+    else
+        if relay_pid_ok "$pid"; then kill "$pid" 2>/dev/null || true; sleep 0.5; fi
+        log "starting AMQP 1.0 SASL relay on $RELAY_URL"
+        start_relay
+    fi
+    # end-to-end: plain (non-SASL) AMQP 1.0 open/close through the relay
+    "$PYTHON" "$TESTENV_DIR/amqp10-check.py" "127.0.0.1:$RELAY_PORT" >/dev/null ||
+        die "AMQP 1.0 open/close through the relay failed (see $RUN_DIR/relay.log)"
+
+    # env file, written last
+    {
+        printf 'export SIGNBUS_SERVER_CONFIG=%q\n' "$RUN_DIR/server.yaml"
+        printf 'export SIGNBUS_CLIENT_CONFIG=%q\n' "$RUN_DIR/client.yaml"
+        printf 'export GNUPGHOME=%q\n' "$GNUPG_DIR"
+        printf 'export SIGNBUS_TEST_KEY=%q\n' "$KEY_ED"
+        printf 'export SIGNBUS_TEST_KEY_RSA=%q\n' "$KEY_RSA"
+        printf 'export SIGNBUS_AMQP_URL=%q\n' "$AMQP_URL"
+        printf 'export SIGNBUS_MGMT_URL=%q\n' "$MGMT_URL"
+        printf 'export SIGNBUS_RELAY_URL=%q\n' "$RELAY_URL"
+        printf 'export SIGNBUS_TESTENV_DIR=%q\n' "$RUN_DIR"
+    } >"$RUN_DIR/env.tmp"
+    mv "$RUN_DIR/env.tmp" "$RUN_DIR/env"
+
+    log "ready in $(awk -v a="$t0" -v b="$(date +%s.%N)" 'BEGIN{printf "%.1f", b-a}') s: rabbitmq-server $version, $AMQP_URL, $MGMT_URL, relay $RELAY_URL"
+    log "source $RUN_DIR/env"
+}
+
+main "$@"
