@@ -26,7 +26,10 @@ pub enum ClaimError {
     WrongType(String),
     /// `critical.identity.docker-reference` does not parse.
     #[error("claim docker-reference {reference:?} is invalid: {source}")]
-    Reference { reference: String, source: ReferenceError },
+    Reference {
+        reference: String,
+        source: ReferenceError,
+    },
     /// `critical.image.docker-manifest-digest` is not a digest.
     #[error("claim docker-manifest-digest is invalid: {0}")]
     Digest(ReferenceError),
@@ -47,7 +50,11 @@ pub struct Claim {
 
 impl Claim {
     /// A claim for `reference` (normalised, tagged) at `digest`, stamped with signbus as creator.
-    pub fn new(reference: &Reference, digest: &str, timestamp: Option<i64>) -> Result<Self, ClaimError> {
+    pub fn new(
+        reference: &Reference,
+        digest: &str,
+        timestamp: Option<i64>,
+    ) -> Result<Self, ClaimError> {
         reference::validate_digest(digest).map_err(ClaimError::Digest)?;
         Ok(Claim {
             manifest_digest: digest.to_owned(),
@@ -81,20 +88,46 @@ impl Claim {
     pub fn parse(bytes: &[u8]) -> Result<Self, ClaimError> {
         let v = strict_json::parse(bytes).map_err(|e| ClaimError::Json(e.to_string()))?;
         let top = object(&v, "top level")?;
-        exact_members(top, "top level", &["critical", "optional"], &["critical", "optional"])?;
+        exact_members(
+            top,
+            "top level",
+            &["critical", "optional"],
+            &["critical", "optional"],
+        )?;
         let critical = object(&top["critical"], "critical")?;
-        exact_members(critical, "critical", &["type", "image", "identity"], &["type", "image", "identity"])?;
+        exact_members(
+            critical,
+            "critical",
+            &["type", "image", "identity"],
+            &["type", "image", "identity"],
+        )?;
         let ty = string(&critical["type"], "critical.type")?;
         if ty != CLAIM_TYPE {
             return Err(ClaimError::WrongType(ty.to_owned()));
         }
         let image = object(&critical["image"], "critical.image")?;
-        exact_members(image, "critical.image", &["docker-manifest-digest"], &["docker-manifest-digest"])?;
-        let digest = string(&image["docker-manifest-digest"], "critical.image.docker-manifest-digest")?;
+        exact_members(
+            image,
+            "critical.image",
+            &["docker-manifest-digest"],
+            &["docker-manifest-digest"],
+        )?;
+        let digest = string(
+            &image["docker-manifest-digest"],
+            "critical.image.docker-manifest-digest",
+        )?;
         reference::validate_digest(digest).map_err(ClaimError::Digest)?;
         let identity = object(&critical["identity"], "critical.identity")?;
-        exact_members(identity, "critical.identity", &["docker-reference"], &["docker-reference"])?;
-        let docker_reference = string(&identity["docker-reference"], "critical.identity.docker-reference")?;
+        exact_members(
+            identity,
+            "critical.identity",
+            &["docker-reference"],
+            &["docker-reference"],
+        )?;
+        let docker_reference = string(
+            &identity["docker-reference"],
+            "critical.identity.docker-reference",
+        )?;
         Reference::parse_normalized(docker_reference).map_err(|source| ClaimError::Reference {
             reference: docker_reference.to_owned(),
             source,
@@ -106,7 +139,10 @@ impl Claim {
         };
         let timestamp = match optional.get("timestamp") {
             None => None,
-            Some(t) => Some(t.as_i64().ok_or_else(|| shape("optional.timestamp must be an integer"))?),
+            Some(t) => Some(
+                t.as_i64()
+                    .ok_or_else(|| shape("optional.timestamp must be an integer"))?,
+            ),
         };
         Ok(Claim {
             manifest_digest: digest.to_owned(),
@@ -127,14 +163,21 @@ fn shape(msg: impl Into<String>) -> ClaimError {
 }
 
 fn object<'a>(v: &'a Value, what: &str) -> Result<&'a Map<String, Value>, ClaimError> {
-    v.as_object().ok_or_else(|| shape(format!("{what} must be an object")))
+    v.as_object()
+        .ok_or_else(|| shape(format!("{what} must be an object")))
 }
 
 fn string<'a>(v: &'a Value, what: &str) -> Result<&'a str, ClaimError> {
-    v.as_str().ok_or_else(|| shape(format!("{what} must be a string")))
+    v.as_str()
+        .ok_or_else(|| shape(format!("{what} must be a string")))
 }
 
-fn exact_members(m: &Map<String, Value>, what: &str, allowed: &[&str], required: &[&str]) -> Result<(), ClaimError> {
+fn exact_members(
+    m: &Map<String, Value>,
+    what: &str,
+    allowed: &[&str],
+    required: &[&str],
+) -> Result<(), ClaimError> {
     if let Some(k) = m.keys().find(|k| !allowed.contains(&k.as_str())) {
         return Err(shape(format!("{what} has unknown member {k:?}")));
     }
@@ -162,7 +205,9 @@ mod tests {
 
     #[test]
     fn accepts_pubtools_sign_claims() {
-        let s = format!(r#"{{"critical": {{"type": "atomic container signature", "image": {{"docker-manifest-digest": "{D}"}}, "identity": {{"docker-reference": "registry.example.com/ns/repo0:tag-0"}}}}, "optional": {{"creator": "pubtools-sign"}}}}"#);
+        let s = format!(
+            r#"{{"critical": {{"type": "atomic container signature", "image": {{"docker-manifest-digest": "{D}"}}, "identity": {{"docker-reference": "registry.example.com/ns/repo0:tag-0"}}}}, "optional": {{"creator": "pubtools-sign"}}}}"#
+        );
         let c = Claim::parse(s.as_bytes()).unwrap();
         assert_eq!(c.creator.as_deref(), Some("pubtools-sign"));
         assert_eq!(c.timestamp, None);
@@ -171,17 +216,27 @@ mod tests {
 
     #[test]
     fn refuses_what_a_verifier_refuses() {
-        let ok = format!(r#""critical":{{"type":"atomic container signature","image":{{"docker-manifest-digest":"{D}"}},"identity":{{"docker-reference":"a.io/b:c"}}}}"#);
+        let ok = format!(
+            r#""critical":{{"type":"atomic container signature","image":{{"docker-manifest-digest":"{D}"}},"identity":{{"docker-reference":"a.io/b:c"}}}}"#
+        );
         let cases = [
             format!(r#"{{{ok}}}"#),
             format!(r#"{{{ok},"optional":{{}},"extra":1}}"#),
             format!(r#"{{{ok},"optional":{{}},"optional":{{}}}}"#),
             format!(r#"{{{ok},"optional":{{"timestamp":"1"}}}}"#),
             format!(r#"{{{ok},"optional":{{"creator":1}}}}"#),
-            ok.replace("atomic container signature", "other").replacen('"', "{\"", 1) + r#","optional":{}}"#,
-            format!(r#"{{{},"optional":{{}}}}"#, ok.replace(r#""a.io/b:c""#, r#""A B""#)),
+            ok.replace("atomic container signature", "other")
+                .replacen('"', "{\"", 1)
+                + r#","optional":{}}"#,
+            format!(
+                r#"{{{},"optional":{{}}}}"#,
+                ok.replace(r#""a.io/b:c""#, r#""A B""#)
+            ),
             format!(r#"{{{},"optional":{{}}}}"#, ok.replace(D, "sha256:00")),
-            format!(r#"{{{},"optional":{{}}}}"#, ok.replace(r#""image":{"#, r#""image":{"x":1,"#)),
+            format!(
+                r#"{{{},"optional":{{}}}}"#,
+                ok.replace(r#""image":{"#, r#""image":{"x":1,"#)
+            ),
             "not json".to_owned(),
         ];
         for c in cases {

@@ -66,7 +66,11 @@ fn default_grace() -> u64 {
     30
 }
 fn default_task_id_attributes() -> Vec<String> {
-    vec!["pub_task_id".into(), "pipeline_run_id".into(), "task_id".into()]
+    vec![
+        "pub_task_id".into(),
+        "pipeline_run_id".into(),
+        "task_id".into(),
+    ]
 }
 
 /// A configuration that cannot be used; the message says which key and why.
@@ -82,13 +86,21 @@ pub struct ConfigError {
 impl ServerConfig {
     /// Loads `path` (YAML) with `SIGNBUS_` environment overrides, then validates.
     pub fn load(path: &Path) -> Result<Self, ConfigError> {
-        let err = |message: String| ConfigError { path: path.display().to_string(), message };
+        let err = |message: String| ConfigError {
+            path: path.display().to_string(),
+            message,
+        };
         if !path.exists() {
             return Err(err("file does not exist".into()));
         }
         let cfg: ServerConfig = Figment::new()
             .merge(Yaml::file(path))
-            .merge(Env::prefixed("SIGNBUS_").split("__").only(&["broker.urls", "broker.sasl", "broker.username", "broker.password"]))
+            .merge(Env::prefixed("SIGNBUS_").split("__").only(&[
+                "broker.urls",
+                "broker.sasl",
+                "broker.username",
+                "broker.password",
+            ]))
             .extract()
             .map_err(|e| err(e.to_string()))?;
         cfg.validate().map_err(err)?;
@@ -97,8 +109,14 @@ impl ServerConfig {
 
     /// Parses YAML text (no environment), then validates. For tests and tools.
     pub fn from_yaml(text: &str) -> Result<Self, ConfigError> {
-        let err = |message: String| ConfigError { path: "<inline>".into(), message };
-        let cfg: ServerConfig = Figment::new().merge(Yaml::string(text)).extract().map_err(|e| err(e.to_string()))?;
+        let err = |message: String| ConfigError {
+            path: "<inline>".into(),
+            message,
+        };
+        let cfg: ServerConfig = Figment::new()
+            .merge(Yaml::string(text))
+            .extract()
+            .map_err(|e| err(e.to_string()))?;
         cfg.validate().map_err(err)?;
         Ok(cfg)
     }
@@ -117,7 +135,8 @@ impl ServerConfig {
             return Err("signing.keys must list at least one key".into());
         }
         if let Some(t) = &self.server.reply_to {
-            crate::server::reply_address::check_template(t).map_err(|e| format!("server.reply_to: {e}"))?;
+            crate::server::reply_address::check_template(t)
+                .map_err(|e| format!("server.reply_to: {e}"))?;
         }
         if self.signing.workers == Some(0) {
             return Err("signing.workers must be at least 1".into());
@@ -160,7 +179,13 @@ signing: {keys: [{id: "ABCD", name: "k"}]}
 
     #[test]
     fn bad_values_are_refused() {
-        assert!(ServerConfig::from_yaml(&OK.replace("reply_to: \"/exchanges/amq.topic/r.{requested_by}\"", "reply_to: \"x{\"")).is_err());
-        assert!(ServerConfig::from_yaml(&OK.replace("[{id: \"ABCD\", name: \"k\"}]", "[]")).is_err());
+        assert!(ServerConfig::from_yaml(&OK.replace(
+            "reply_to: \"/exchanges/amq.topic/r.{requested_by}\"",
+            "reply_to: \"x{\""
+        ))
+        .is_err());
+        assert!(
+            ServerConfig::from_yaml(&OK.replace("[{id: \"ABCD\", name: \"k\"}]", "[]")).is_err()
+        );
     }
 }

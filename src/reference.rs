@@ -75,7 +75,12 @@ impl Reference {
         for component in path.split('/') {
             validate_path_component(component)?;
         }
-        Ok(Reference { domain, path, tag, digest })
+        Ok(Reference {
+            domain,
+            path,
+            tag,
+            digest,
+        })
     }
 
     /// Returns this reference with tag `latest` when it has neither tag nor digest (docker's `TagNameOnly`).
@@ -111,7 +116,8 @@ impl Reference {
     /// On docker.io the implicit `library/` may be left out.
     pub fn path_matches(&self, repo: &str) -> bool {
         self.path == repo
-            || (self.domain == DEFAULT_DOMAIN && self.path.strip_prefix(OFFICIAL_REPO_PREFIX) == Some(repo))
+            || (self.domain == DEFAULT_DOMAIN
+                && self.path.strip_prefix(OFFICIAL_REPO_PREFIX) == Some(repo))
     }
 }
 
@@ -131,14 +137,20 @@ impl fmt::Display for Reference {
 fn split_domain(name: &str) -> Result<(String, String), ReferenceError> {
     let (domain, path) = match name.split_once('/') {
         Some((first, rest))
-            if first.contains(['.', ':']) || first == "localhost" || first.to_lowercase() != first =>
+            if first.contains(['.', ':'])
+                || first == "localhost"
+                || first.to_lowercase() != first =>
         {
             validate_domain(first)?;
             (first.to_owned(), rest.to_owned())
         }
         _ => (DEFAULT_DOMAIN.to_owned(), name.to_owned()),
     };
-    let domain = if domain == LEGACY_DEFAULT_DOMAIN { DEFAULT_DOMAIN.to_owned() } else { domain };
+    let domain = if domain == LEGACY_DEFAULT_DOMAIN {
+        DEFAULT_DOMAIN.to_owned()
+    } else {
+        domain
+    };
     let path = if domain == DEFAULT_DOMAIN && !path.contains('/') {
         format!("{OFFICIAL_REPO_PREFIX}{path}")
     } else {
@@ -163,7 +175,9 @@ fn validate_domain(d: &str) -> Result<(), ReferenceError> {
     }
     for label in host.split('.') {
         let ok = !label.is_empty()
-            && label.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+            && label
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-')
             && !label.starts_with('-')
             && !label.ends_with('-');
         if !ok {
@@ -229,7 +243,9 @@ pub fn validate_digest(d: &str) -> Result<(), ReferenceError> {
 }
 
 fn is_lower_hex(s: &str, len: usize) -> bool {
-    s.len() == len && s.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+    s.len() == len
+        && s.bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
 }
 
 #[cfg(test)]
@@ -237,19 +253,31 @@ mod tests {
     use super::*;
 
     fn norm(s: &str) -> String {
-        Reference::parse_normalized(s).unwrap().with_default_tag().to_string()
+        Reference::parse_normalized(s)
+            .unwrap()
+            .with_default_tag()
+            .to_string()
     }
 
     #[test]
     fn normalises_like_docker() {
         assert_eq!(norm("busybox"), "docker.io/library/busybox:latest");
         assert_eq!(norm("ns/repo:1"), "docker.io/ns/repo:1");
-        assert_eq!(norm("index.docker.io/busybox"), "docker.io/library/busybox:latest");
+        assert_eq!(
+            norm("index.docker.io/busybox"),
+            "docker.io/library/busybox:latest"
+        );
         assert_eq!(norm("localhost/x"), "localhost/x:latest");
         assert_eq!(norm("localhost:5000/a/b:t"), "localhost:5000/a/b:t");
-        assert_eq!(norm("registry.example.com/ns/repo:tag-0"), "registry.example.com/ns/repo:tag-0");
+        assert_eq!(
+            norm("registry.example.com/ns/repo:tag-0"),
+            "registry.example.com/ns/repo:tag-0"
+        );
         let d = format!("sha256:{}", "a".repeat(64));
-        assert_eq!(norm(&format!("quay.io/x/y@{d}")), format!("quay.io/x/y@{d}"));
+        assert_eq!(
+            norm(&format!("quay.io/x/y@{d}")),
+            format!("quay.io/x/y@{d}")
+        );
     }
 
     #[test]
@@ -260,12 +288,26 @@ mod tests {
         assert_eq!(r.tag(), Some("v1"));
         assert!(r.path_matches("ns/repo"));
         assert!(!r.path_matches("ns/other"));
-        assert!(Reference::parse_normalized("busybox").unwrap().path_matches("busybox"));
+        assert!(Reference::parse_normalized("busybox")
+            .unwrap()
+            .path_matches("busybox"));
     }
 
     #[test]
     fn refuses_bad_grammar() {
-        for bad in ["", "UPPER", "a//b", "x/Y:1", "x:", "x:-bad", "x@sha256:abc", "-x", "a..b", "h_st:5000/x", "x/y@md5:00"] {
+        for bad in [
+            "",
+            "UPPER",
+            "a//b",
+            "x/Y:1",
+            "x:",
+            "x:-bad",
+            "x@sha256:abc",
+            "-x",
+            "a..b",
+            "h_st:5000/x",
+            "x/y@md5:00",
+        ] {
             assert!(Reference::parse_normalized(bad).is_err(), "{bad} accepted");
         }
         assert!(Reference::parse_normalized(&format!("x/{}", "a".repeat(300))).is_err());

@@ -38,8 +38,18 @@ pub struct Handler<S> {
 
 impl<S: Signer> Handler<S> {
     /// A handler signing with `signer` using `keys`; replies without `reply-to` go to `reply_template`.
-    pub fn new(signer: Arc<S>, keys: KeyRing, reply_template: Option<String>, task_id_attributes: Vec<String>) -> Self {
-        Handler { signer, keys, reply_template, task_id_attributes }
+    pub fn new(
+        signer: Arc<S>,
+        keys: KeyRing,
+        reply_template: Option<String>,
+        task_id_attributes: Vec<String>,
+    ) -> Self {
+        Handler {
+            signer,
+            keys,
+            reply_template,
+            task_id_attributes,
+        }
     }
 
     /// Decides what to do with one message.
@@ -49,7 +59,9 @@ impl<S: Signer> Handler<S> {
             Err(e) => return Decision::Reject(e.to_string()),
         };
         if !matches!(body.get("request_id"), Some(Value::String(s)) if !s.is_empty()) {
-            return Decision::Reject("request has no request_id: a reply could not be correlated".into());
+            return Decision::Reject(
+                "request has no request_id: a reply could not be correlated".into(),
+            );
         }
         let address = match reply_address(
             msg.reply_to.as_deref(),
@@ -61,15 +73,23 @@ impl<S: Signer> Handler<S> {
             Ok(a) => a,
             Err(e) => return Decision::Reject(format!("no reply address: {e}")),
         };
-        let mtype = msg.properties.get("mtype").and_then(Value::as_str).and_then(RequestType::from_mtype);
+        let mtype = msg
+            .properties
+            .get("mtype")
+            .and_then(Value::as_str)
+            .and_then(RequestType::from_mtype);
         let kind = mtype.unwrap_or(RequestType::Container);
-        let outcome = match Schema::RequestProperties.validate(&Value::Object(msg.properties.clone())) {
-            Err(e) => Err(vec![e.to_string()]),
-            Ok(()) => match kind {
-                RequestType::Container => self.container(&body, &msg.properties).await,
-                other => Err(vec![format!("request type {:?} is not supported by this server", other.as_str())]),
-            },
-        };
+        let outcome =
+            match Schema::RequestProperties.validate(&Value::Object(msg.properties.clone())) {
+                Err(e) => Err(vec![e.to_string()]),
+                Ok(()) => match kind {
+                    RequestType::Container => self.container(&body, &msg.properties).await,
+                    other => Err(vec![format!(
+                        "request type {:?} is not supported by this server",
+                        other.as_str()
+                    )]),
+                },
+            };
         let signed = outcome.is_ok();
         let reply = match outcome {
             Ok(sig) => Reply::signed(&body, kind, sig),
@@ -93,11 +113,17 @@ impl<S: Signer> Handler<S> {
         }
     }
 
-    async fn container(&self, body: &Map<String, Value>, props: &Map<String, Value>) -> Result<String, Vec<String>> {
+    async fn container(
+        &self,
+        body: &Map<String, Value>,
+        props: &Map<String, Value>,
+    ) -> Result<String, Vec<String>> {
         let one = |e: String| vec![e];
-        Schema::ContainerRequest.validate(&Value::Object(body.clone())).map_err(|e| one(e.to_string()))?;
-        let req: ContainerRequest =
-            serde_json::from_value(Value::Object(body.clone())).map_err(|e| one(format!("request body: {e}")))?;
+        Schema::ContainerRequest
+            .validate(&Value::Object(body.clone()))
+            .map_err(|e| one(e.to_string()))?;
+        let req: ContainerRequest = serde_json::from_value(Value::Object(body.clone()))
+            .map_err(|e| one(format!("request body: {e}")))?;
         let claim_bytes = STANDARD
             .decode(req.claim_file.as_bytes())
             .map_err(|e| one(format!("claim_file is not valid base64: {e}")))?;
@@ -111,7 +137,9 @@ impl<S: Signer> Handler<S> {
         }
         if let Some(p) = props.get("manifest_digest").and_then(Value::as_str) {
             if p != digest {
-                return Err(one(format!("manifest_digest property {p} differs from the body's {digest}")));
+                return Err(one(format!(
+                    "manifest_digest property {p} differs from the body's {digest}"
+                )));
             }
         }
         if !claim.reference().path_matches(&req.repo) {

@@ -28,7 +28,11 @@ pub async fn run<S: Signer>(
     let handler = Arc::new(handler);
     let limit = Arc::new(Semaphore::new(cfg.server.max_in_flight));
     let mut tasks = JoinSet::new();
-    let container_id = format!("signbus-server-{}-{}", std::process::id(), uuid::Uuid::new_v4().simple());
+    let container_id = format!(
+        "signbus-server-{}-{}",
+        std::process::id(),
+        uuid::Uuid::new_v4().simple()
+    );
     let mut backoff = Duration::from_millis(200);
     let mut current: Option<Arc<transport::amqp1::Amqp1>> = None;
     while !shutdown.is_cancelled() {
@@ -47,7 +51,10 @@ pub async fn run<S: Signer>(
             }
         };
         current = Some(transport.clone());
-        let mut sub = match transport.subscribe(&cfg.server.listen_to, cfg.server.max_in_flight as u32).await {
+        let mut sub = match transport
+            .subscribe(&cfg.server.listen_to, cfg.server.max_in_flight as u32)
+            .await
+        {
             Ok(s) => s,
             Err(e) => {
                 transport.close().await;
@@ -74,15 +81,25 @@ pub async fn run<S: Signer>(
             });
         };
         if lost {
-            tracing::warn!("request link lost; reconnecting (unsettled requests will be redelivered)");
+            tracing::warn!(
+                "request link lost; reconnecting (unsettled requests will be redelivered)"
+            );
             continue;
         }
         // Shutdown: stop the flow, release what was prefetched, let in-flight work finish.
         sub.pause().await;
-        drain(&mut tasks, Duration::from_secs(cfg.server.grace_period_secs)).await;
+        drain(
+            &mut tasks,
+            Duration::from_secs(cfg.server.grace_period_secs),
+        )
+        .await;
         drop(sub);
     }
-    drain(&mut tasks, Duration::from_secs(cfg.server.grace_period_secs)).await;
+    drain(
+        &mut tasks,
+        Duration::from_secs(cfg.server.grace_period_secs),
+    )
+    .await;
     if let Some(t) = current {
         // Give the receiver task a moment to put the last settlements on the wire.
         tokio::time::sleep(Duration::from_millis(100)).await;
@@ -96,10 +113,17 @@ async fn drain(tasks: &mut JoinSet<()>, grace: Duration) {
     if tasks.is_empty() {
         return;
     }
-    tracing::info!(in_flight = tasks.len(), ?grace, "draining in-flight requests");
+    tracing::info!(
+        in_flight = tasks.len(),
+        ?grace,
+        "draining in-flight requests"
+    );
     let all = async { while tasks.join_next().await.is_some() {} };
     if tokio::time::timeout(grace, all).await.is_err() {
-        tracing::warn!(left = tasks.len(), "grace period over; releasing unfinished requests to the broker");
+        tracing::warn!(
+            left = tasks.len(),
+            "grace period over; releasing unfinished requests to the broker"
+        );
         tasks.abort_all();
         while tasks.join_next().await.is_some() {}
     }
@@ -117,7 +141,9 @@ async fn process<S: Signer, T: Transport>(handler: &Handler<S>, transport: &T, d
                     Settlement::Accept
                 }
                 Err(e @ (TransportError::Unroutable { .. } | TransportError::Rejected { .. })) => {
-                    Settlement::Reject { reason: format!("reply could not be delivered: {e}") }
+                    Settlement::Reject {
+                        reason: format!("reply could not be delivered: {e}"),
+                    }
                 }
                 Err(e) => {
                     tracing::warn!(error = %e, "reply not confirmed; releasing the request for redelivery");

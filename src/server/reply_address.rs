@@ -32,7 +32,10 @@ fn placeholders(t: &str) -> Result<Vec<(usize, usize)>, AddressError> {
     let mut out = Vec::new();
     let mut i = 0;
     while let Some(open) = t[i..].find('{').map(|o| o + i) {
-        let close = t[open..].find('}').map(|c| c + open).ok_or_else(|| AddressError::Template(t.into()))?;
+        let close = t[open..]
+            .find('}')
+            .map(|c| c + open)
+            .ok_or_else(|| AddressError::Template(t.into()))?;
         let name = &t[open + 1..close];
         if name.is_empty() || name.contains('{') {
             return Err(AddressError::Template(t.into()));
@@ -47,7 +50,10 @@ fn placeholders(t: &str) -> Result<Vec<(usize, usize)>, AddressError> {
 }
 
 fn safe(v: &str) -> bool {
-    !v.is_empty() && !v.chars().any(|c| c.is_whitespace() || c.is_control() || "/{}*#>".contains(c))
+    !v.is_empty()
+        && !v
+            .chars()
+            .any(|c| c.is_whitespace() || c.is_control() || "/{}*#>".contains(c))
 }
 
 /// The reply address for a request with body `body`, properties `props` and AMQP reply-to `reply_to`.
@@ -82,7 +88,10 @@ pub fn reply_address(
         let name = &t[open + 1..close];
         let value = lookup(name).ok_or_else(|| AddressError::Missing(name.into()))?;
         if !safe(&value) {
-            return Err(AddressError::Unsafe { name: name.into(), value });
+            return Err(AddressError::Unsafe {
+                name: name.into(),
+                value,
+            });
         }
         out.push_str(&t[last..open]);
         out.push_str(&value);
@@ -107,18 +116,36 @@ mod tests {
         let body = obj(json!({"requested_by": "alice", "pub_task_id": "42"}));
         let props = obj(json!({"environment": "prod"}));
         let ids = vec!["pub_task_id".to_string()];
-        let a = reply_address(None, Some("/exchanges/x/r.{creator}.{task_id}.{environment}"), &body, &props, &ids);
+        let a = reply_address(
+            None,
+            Some("/exchanges/x/r.{creator}.{task_id}.{environment}"),
+            &body,
+            &props,
+            &ids,
+        );
         assert_eq!(a.unwrap(), "/exchanges/x/r.alice.42.prod");
-        assert_eq!(reply_address(Some("/queues/mine"), Some("x"), &body, &props, TASK).unwrap(), "/queues/mine");
+        assert_eq!(
+            reply_address(Some("/queues/mine"), Some("x"), &body, &props, TASK).unwrap(),
+            "/queues/mine"
+        );
     }
 
     #[test]
     fn refuses_missing_unsafe_and_malformed() {
         let body = obj(json!({"requested_by": "a/b", "x": "ok"}));
         let none = Map::new();
-        assert!(matches!(reply_address(None, Some("q.{creator}"), &body, &none, TASK), Err(AddressError::Unsafe { .. })));
-        assert!(matches!(reply_address(None, Some("q.{nope}"), &body, &none, TASK), Err(AddressError::Missing(_))));
-        assert!(matches!(reply_address(None, None, &body, &none, TASK), Err(AddressError::Nowhere)));
+        assert!(matches!(
+            reply_address(None, Some("q.{creator}"), &body, &none, TASK),
+            Err(AddressError::Unsafe { .. })
+        ));
+        assert!(matches!(
+            reply_address(None, Some("q.{nope}"), &body, &none, TASK),
+            Err(AddressError::Missing(_))
+        ));
+        assert!(matches!(
+            reply_address(None, None, &body, &none, TASK),
+            Err(AddressError::Nowhere)
+        ));
         for bad in ["q.{x", "q.{}", "q.}x", "{a{b}"] {
             assert!(check_template(bad).is_err(), "{bad}");
         }

@@ -30,24 +30,32 @@ pub struct GpgmePool {
 }
 
 fn new_context(home: Option<&Path>) -> Result<Context, String> {
-    let mut ctx = Context::from_protocol(Protocol::OpenPgp).map_err(|e| format!("gpgme context: {e}"))?;
+    let mut ctx =
+        Context::from_protocol(Protocol::OpenPgp).map_err(|e| format!("gpgme context: {e}"))?;
     if let Some(home) = home {
         ctx.set_engine_home_dir(home.to_string_lossy().as_bytes().to_vec())
             .map_err(|e| format!("gpg home {}: {e}", home.display()))?;
     }
     ctx.set_armor(false);
     ctx.set_text_mode(false);
-    ctx.set_pinentry_mode(PinentryMode::Loopback).map_err(|e| format!("loopback pinentry: {e}"))?;
+    ctx.set_pinentry_mode(PinentryMode::Loopback)
+        .map_err(|e| format!("loopback pinentry: {e}"))?;
     Ok(ctx)
 }
 
 /// Resolves every configured key to exactly one usable secret key in `home` (the gpg home directory;
 /// `None` = gpg's default).
 pub fn resolve_keys(home: Option<&Path>, configs: &[KeyConfig]) -> Result<KeyRing, SignError> {
-    let mut ctx = new_context(home).map_err(|reason| SignError::BadConfiguredKey { id: String::new(), reason })?;
+    let mut ctx = new_context(home).map_err(|reason| SignError::BadConfiguredKey {
+        id: String::new(),
+        reason,
+    })?;
     let mut resolved = Vec::new();
     for c in configs {
-        let bad = |reason: String| SignError::BadConfiguredKey { id: c.id.clone(), reason };
+        let bad = |reason: String| SignError::BadConfiguredKey {
+            id: c.id.clone(),
+            reason,
+        };
         let found: Vec<gpgme::Key> = ctx
             .find_secret_keys([c.id.as_str()])
             .map_err(|e| bad(format!("keyring search failed: {e}")))?
@@ -71,8 +79,15 @@ pub fn resolve_keys(home: Option<&Path>, configs: &[KeyConfig]) -> Result<KeyRin
         if let Some((_, why)) = unusable.iter().find(|(b, _)| *b) {
             return Err(bad(format!("key is {why}")));
         }
-        let fingerprint = key.fingerprint().map_err(|_| bad("fingerprint not readable".into()))?.to_ascii_uppercase();
-        resolved.push(ResolvedKey { fingerprint, name: c.name.clone(), aliases: c.aliases.clone() });
+        let fingerprint = key
+            .fingerprint()
+            .map_err(|_| bad("fingerprint not readable".into()))?
+            .to_ascii_uppercase();
+        resolved.push(ResolvedKey {
+            fingerprint,
+            name: c.name.clone(),
+            aliases: c.aliases.clone(),
+        });
     }
     KeyRing::new(resolved)
 }
@@ -94,11 +109,19 @@ impl GpgmePool {
             let handle = std::thread::Builder::new()
                 .name(format!("signbus-gpg-{n}"))
                 .spawn(move || worker(home, fprs, rx, ready_tx, busy))
-                .map_err(|e| SignError::Gpg { fingerprint: String::new(), reason: format!("spawn worker: {e}") })?;
+                .map_err(|e| SignError::Gpg {
+                    fingerprint: String::new(),
+                    reason: format!("spawn worker: {e}"),
+                })?;
             ready_rx.recv().unwrap_or(Err(SignError::Closed))?;
             handles.push(handle);
         }
-        Ok(GpgmePool { jobs: Mutex::new(Some(tx)), workers: handles, keys, busy })
+        Ok(GpgmePool {
+            jobs: Mutex::new(Some(tx)),
+            workers: handles,
+            keys,
+            busy,
+        })
     }
 
     /// The keys this pool signs with.
@@ -134,12 +157,25 @@ impl Drop for GpgmePool {
 }
 
 impl Signer for GpgmePool {
-    async fn sign(&self, fingerprint: &str, mode: SignMode, data: Vec<u8>) -> Result<Vec<u8>, SignError> {
+    async fn sign(
+        &self,
+        fingerprint: &str,
+        mode: SignMode,
+        data: Vec<u8>,
+    ) -> Result<Vec<u8>, SignError> {
         let (reply, wait) = oneshot::channel();
-        let job = Job { fingerprint: fingerprint.to_owned(), mode, data, reply };
+        let job = Job {
+            fingerprint: fingerprint.to_owned(),
+            mode,
+            data,
+            reply,
+        };
         {
             let jobs = self.jobs.lock().expect("jobs lock");
-            jobs.as_ref().ok_or(SignError::Closed)?.send(job).map_err(|_| SignError::Closed)?;
+            jobs.as_ref()
+                .ok_or(SignError::Closed)?
+                .send(job)
+                .map_err(|_| SignError::Closed)?;
         }
         wait.await.unwrap_or(Err(SignError::Closed))
     }
@@ -155,14 +191,20 @@ fn worker(
     let mut contexts: HashMap<String, Context> = HashMap::new();
     for fpr in &fingerprints {
         let made = new_context(home.as_deref()).and_then(|mut ctx| {
-            let key = ctx.get_secret_key(fpr.as_str()).map_err(|e| format!("get key: {e}"))?;
-            ctx.add_signer(&key).map_err(|e| format!("add signer: {e}"))?;
+            let key = ctx
+                .get_secret_key(fpr.as_str())
+                .map_err(|e| format!("get key: {e}"))?;
+            ctx.add_signer(&key)
+                .map_err(|e| format!("add signer: {e}"))?;
             Ok(ctx)
         });
         let mut ctx = match made {
             Ok(c) => c,
             Err(reason) => {
-                let _ = ready.send(Err(SignError::BadConfiguredKey { id: fpr.clone(), reason }));
+                let _ = ready.send(Err(SignError::BadConfiguredKey {
+                    id: fpr.clone(),
+                    reason,
+                }));
                 return;
             }
         };
@@ -195,7 +237,12 @@ fn worker(
     }
 }
 
-fn sign_with(ctx: &mut Context, fpr: &str, mode: SignMode, data: &[u8]) -> Result<Vec<u8>, SignError> {
+fn sign_with(
+    ctx: &mut Context,
+    fpr: &str,
+    mode: SignMode,
+    data: &[u8],
+) -> Result<Vec<u8>, SignError> {
     let mut out = Vec::new();
     let result = match mode {
         SignMode::Normal => {
@@ -210,7 +257,10 @@ fn sign_with(ctx: &mut Context, fpr: &str, mode: SignMode, data: &[u8]) -> Resul
             r
         }
     };
-    let gpg_err = |reason: String| SignError::Gpg { fingerprint: fpr.to_owned(), reason };
+    let gpg_err = |reason: String| SignError::Gpg {
+        fingerprint: fpr.to_owned(),
+        reason,
+    };
     let result = result.map_err(|e| gpg_err(e.to_string()))?;
     if let Some(bad) = result.invalid_signers().next() {
         return Err(gpg_err(format!(

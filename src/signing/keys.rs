@@ -36,11 +36,14 @@ pub struct ResolvedKey {
 impl ResolvedKey {
     /// A short label for logs and metrics: the name, else the last 16 hex digits.
     pub fn label(&self) -> &str {
-        self.name.as_deref().unwrap_or(&self.fingerprint[self.fingerprint.len().saturating_sub(16)..])
+        self.name
+            .as_deref()
+            .unwrap_or(&self.fingerprint[self.fingerprint.len().saturating_sub(16)..])
     }
 
     fn matches(&self, token: &str) -> bool {
-        let hex_id = matches!(token.len(), 8 | 16 | 40 | 64) && token.bytes().all(|b| b.is_ascii_hexdigit());
+        let hex_id =
+            matches!(token.len(), 8 | 16 | 40 | 64) && token.bytes().all(|b| b.is_ascii_hexdigit());
         (hex_id && self.fingerprint.ends_with(&token.to_ascii_uppercase()))
             || self.name.as_deref() == Some(token)
             || self.aliases.iter().any(|a| a == token)
@@ -65,10 +68,16 @@ impl KeyRing {
                     });
                 }
                 let names = k.name.iter().chain(&k.aliases);
-                if let Some(n) = names.into_iter().find(|n| other.name.as_ref() == Some(*n) || other.aliases.contains(n)) {
+                if let Some(n) = names
+                    .into_iter()
+                    .find(|n| other.name.as_ref() == Some(*n) || other.aliases.contains(n))
+                {
                     return Err(SignError::BadConfiguredKey {
                         id: k.fingerprint.clone(),
-                        reason: format!("name or alias {n:?} is already used by {}", other.fingerprint),
+                        reason: format!(
+                            "name or alias {n:?} is already used by {}",
+                            other.fingerprint
+                        ),
                     });
                 }
             }
@@ -89,14 +98,22 @@ impl KeyRing {
             [] => Err(SignError::UnknownKey(token.to_owned())),
             many => Err(SignError::AmbiguousKey {
                 query: token.to_owned(),
-                candidates: many.iter().map(|k| k.fingerprint.as_str()).collect::<Vec<_>>().join(", "),
+                candidates: many
+                    .iter()
+                    .map(|k| k.fingerprint.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", "),
             }),
         }
     }
 
     /// The key a request names by `sig_key_id` and/or `sig_keyname` (empty strings count as absent); when both
     /// are given they must agree.
-    pub fn lookup(&self, key_id: Option<&str>, key_name: Option<&str>) -> Result<&ResolvedKey, SignError> {
+    pub fn lookup(
+        &self,
+        key_id: Option<&str>,
+        key_name: Option<&str>,
+    ) -> Result<&ResolvedKey, SignError> {
         let key_id = key_id.filter(|s| !s.is_empty());
         let key_name = key_name.filter(|s| !s.is_empty());
         match (key_id, key_name) {
@@ -104,7 +121,10 @@ impl KeyRing {
                 let a = self.find(id)?;
                 let b = self.find(name)?;
                 if a.fingerprint != b.fingerprint {
-                    return Err(SignError::KeyMismatch { key_id: id.into(), key_name: name.into() });
+                    return Err(SignError::KeyMismatch {
+                        key_id: id.into(),
+                        key_name: name.into(),
+                    });
                 }
                 Ok(a)
             }
@@ -120,9 +140,21 @@ mod tests {
 
     fn ring() -> KeyRing {
         KeyRing::new(vec![
-            ResolvedKey { fingerprint: "AAAA1111BBBB2222CCCC3333DDDD444423456789".into(), name: Some("ed".into()), aliases: vec!["e".into()] },
-            ResolvedKey { fingerprint: "0000111122223333444455556666777723456789".into(), name: Some("rsa".into()), aliases: vec![] },
-            ResolvedKey { fingerprint: "9999888877776666555544443333222211110000".into(), name: None, aliases: vec![] },
+            ResolvedKey {
+                fingerprint: "AAAA1111BBBB2222CCCC3333DDDD444423456789".into(),
+                name: Some("ed".into()),
+                aliases: vec!["e".into()],
+            },
+            ResolvedKey {
+                fingerprint: "0000111122223333444455556666777723456789".into(),
+                name: Some("rsa".into()),
+                aliases: vec![],
+            },
+            ResolvedKey {
+                fingerprint: "9999888877776666555544443333222211110000".into(),
+                name: None,
+                aliases: vec![],
+            },
         ])
         .unwrap()
     }
@@ -130,24 +162,56 @@ mod tests {
     #[test]
     fn short_ids_names_and_aliases_resolve_to_one_key() {
         let r = ring();
-        assert_eq!(r.find("11110000").unwrap().fingerprint, "9999888877776666555544443333222211110000");
-        assert_eq!(r.find("dddd444423456789").unwrap().name.as_deref(), Some("ed"));
+        assert_eq!(
+            r.find("11110000").unwrap().fingerprint,
+            "9999888877776666555544443333222211110000"
+        );
+        assert_eq!(
+            r.find("dddd444423456789").unwrap().name.as_deref(),
+            Some("ed")
+        );
         assert_eq!(r.find("e").unwrap().name.as_deref(), Some("ed"));
-        assert_eq!(r.lookup(Some("DDDD444423456789"), Some("ed")).unwrap().name.as_deref(), Some("ed"));
-        assert_eq!(r.lookup(Some(""), Some("rsa")).unwrap().name.as_deref(), Some("rsa"));
+        assert_eq!(
+            r.lookup(Some("DDDD444423456789"), Some("ed"))
+                .unwrap()
+                .name
+                .as_deref(),
+            Some("ed")
+        );
+        assert_eq!(
+            r.lookup(Some(""), Some("rsa")).unwrap().name.as_deref(),
+            Some("rsa")
+        );
     }
 
     #[test]
     fn ambiguous_unknown_and_mismatched_are_refused() {
         let r = ring();
-        assert!(matches!(r.find("23456789"), Err(SignError::AmbiguousKey { .. })));
+        assert!(matches!(
+            r.find("23456789"),
+            Err(SignError::AmbiguousKey { .. })
+        ));
         assert!(matches!(r.find("deadbeef"), Err(SignError::UnknownKey(_))));
-        assert!(matches!(r.find("1111"), Err(SignError::UnknownKey(_))), "4 hex digits is not an id");
-        assert!(matches!(r.lookup(Some("11110000"), Some("ed")), Err(SignError::KeyMismatch { .. })));
+        assert!(
+            matches!(r.find("1111"), Err(SignError::UnknownKey(_))),
+            "4 hex digits is not an id"
+        );
+        assert!(matches!(
+            r.lookup(Some("11110000"), Some("ed")),
+            Err(SignError::KeyMismatch { .. })
+        ));
         assert!(r.lookup(None, None).is_err());
         let dup = vec![
-            ResolvedKey { fingerprint: "A".repeat(40), name: Some("x".into()), aliases: vec![] },
-            ResolvedKey { fingerprint: "B".repeat(40), name: None, aliases: vec!["x".into()] },
+            ResolvedKey {
+                fingerprint: "A".repeat(40),
+                name: Some("x".into()),
+                aliases: vec![],
+            },
+            ResolvedKey {
+                fingerprint: "B".repeat(40),
+                name: None,
+                aliases: vec!["x".into()],
+            },
         ];
         assert!(KeyRing::new(dup).is_err());
     }

@@ -7,8 +7,8 @@
 
 use super::delivery::{Control, SettleCommand};
 use super::{
-    BrokerConfig, Delivery, IncomingMessage, OutgoingMessage, Sasl, Settlement, Subscription, Transport,
-    TransportError,
+    BrokerConfig, Delivery, IncomingMessage, OutgoingMessage, Sasl, Settlement, Subscription,
+    Transport, TransportError,
 };
 use fe2o3_amqp::connection::ConnectionHandle;
 use fe2o3_amqp::link::delivery::DeliveryInfo;
@@ -59,7 +59,10 @@ pub struct BrokerUrl {
 impl BrokerUrl {
     /// Parses `amqp[s]://[user:pass@]host[:port][/...]`.
     pub fn parse(s: &str) -> Result<Self, TransportError> {
-        let bad = |reason: &str| TransportError::BadUrl { url: redact(s), reason: reason.to_owned() };
+        let bad = |reason: &str| TransportError::BadUrl {
+            url: redact(s),
+            reason: reason.to_owned(),
+        };
         let u = url::Url::parse(s).map_err(|e| bad(&e.to_string()))?;
         let scheme = u.scheme().to_owned();
         let default_port = match scheme.as_str() {
@@ -72,11 +75,18 @@ impl BrokerUrl {
             None
         } else {
             let dec = |x: &str| {
-                url::form_urlencoded::parse(x.as_bytes()).map(|(k, v)| format!("{k}{v}")).collect::<String>()
+                url::form_urlencoded::parse(x.as_bytes())
+                    .map(|(k, v)| format!("{k}{v}"))
+                    .collect::<String>()
             };
             Some((dec(u.username()), dec(u.password().unwrap_or(""))))
         };
-        Ok(BrokerUrl { scheme, host, port: u.port().unwrap_or(default_port), credentials })
+        Ok(BrokerUrl {
+            scheme,
+            host,
+            port: u.port().unwrap_or(default_port),
+            credentials,
+        })
     }
 }
 
@@ -95,7 +105,10 @@ impl Amqp1 {
     /// Connects to the first URL in `cfg.urls` that accepts a connection, session and anonymous sender.
     pub async fn connect(cfg: &BrokerConfig, container_id: &str) -> Result<Self, TransportError> {
         if cfg.urls.is_empty() {
-            return Err(TransportError::BadUrl { url: String::new(), reason: "no broker URL configured".into() });
+            return Err(TransportError::BadUrl {
+                url: String::new(),
+                reason: "no broker URL configured".into(),
+            });
         }
         let mut last = String::new();
         for url in &cfg.urls {
@@ -113,22 +126,39 @@ impl Amqp1 {
             }
         }
         Err(TransportError::Connect {
-            attempts: cfg.urls.iter().map(|u| redact(u)).collect::<Vec<_>>().join(", "),
+            attempts: cfg
+                .urls
+                .iter()
+                .map(|u| redact(u))
+                .collect::<Vec<_>>()
+                .join(", "),
             last,
         })
     }
 
-    async fn connect_one(cfg: &BrokerConfig, url: &BrokerUrl, container_id: &str) -> Result<Self, String> {
+    async fn connect_one(
+        cfg: &BrokerConfig,
+        url: &BrokerUrl,
+        container_id: &str,
+    ) -> Result<Self, String> {
         if url.scheme == "amqps" {
             return Err("amqps:// (TLS) is not supported by this build yet".into());
         }
-        let stream = tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect((url.host.as_str(), url.port)))
-            .await
-            .map_err(|_| format!("TCP connect timed out after {CONNECT_TIMEOUT:?}"))?
-            .map_err(|e| format!("TCP connect: {e}"))?;
-        stream.set_nodelay(true).map_err(|e| format!("TCP_NODELAY: {e}"))?;
+        let stream = tokio::time::timeout(
+            CONNECT_TIMEOUT,
+            TcpStream::connect((url.host.as_str(), url.port)),
+        )
+        .await
+        .map_err(|_| format!("TCP connect timed out after {CONNECT_TIMEOUT:?}"))?
+        .map_err(|e| format!("TCP connect: {e}"))?;
+        stream
+            .set_nodelay(true)
+            .map_err(|e| format!("TCP_NODELAY: {e}"))?;
         let profile = match (&url.credentials, &cfg.sasl) {
-            (Some((u, p)), _) => Some(SaslProfile::Plain { username: u.clone(), password: p.clone() }),
+            (Some((u, p)), _) => Some(SaslProfile::Plain {
+                username: u.clone(),
+                password: p.clone(),
+            }),
             (None, Sasl::Plain) => Some(SaslProfile::Plain {
                 username: cfg.username.clone().unwrap_or_default(),
                 password: cfg.password.clone().unwrap_or_default(),
@@ -136,7 +166,9 @@ impl Amqp1 {
             (None, Sasl::Anonymous) => Some(SaslProfile::Anonymous),
             (None, Sasl::None) => None,
         };
-        let builder = Connection::builder().container_id(container_id).hostname(url.host.as_str());
+        let builder = Connection::builder()
+            .container_id(container_id)
+            .hostname(url.host.as_str());
         let opening = match profile {
             Some(p) => builder.sasl_profile(p).open_with_stream(stream).await,
             None => builder.open_with_stream(stream).await,
@@ -145,7 +177,9 @@ impl Amqp1 {
             .await
             .map_err(|_| "AMQP open timed out".to_owned())?
             .map_err(|e| format!("AMQP open: {e}"))?;
-        let mut session = Session::begin(&mut connection).await.map_err(|e| format!("AMQP begin session: {e}"))?;
+        let mut session = Session::begin(&mut connection)
+            .await
+            .map_err(|e| format!("AMQP begin session: {e}"))?;
         let sender = Sender::builder()
             .name(format!("{container_id}-sender"))
             .target(Target::builder().build())
@@ -153,7 +187,11 @@ impl Amqp1 {
             .await
             .map_err(|e| format!("attach anonymous sender: {e}"))?;
         Ok(Amqp1 {
-            link: Mutex::new(Links { connection, session, next_link: 0 }),
+            link: Mutex::new(Links {
+                connection,
+                session,
+                next_link: 0,
+            }),
             sender: Mutex::new(sender),
             publish_timeout: Duration::from_secs(cfg.publish_timeout_secs.max(1)),
             url: String::new(),
@@ -172,11 +210,17 @@ impl Transport for Amqp1 {
         let message = to_amqp(msg);
         let pending = {
             let mut sender = self.sender.lock().await;
-            sender.send_batchable(message).await.map_err(|e| TransportError::Lost(e.to_string()))?
+            sender
+                .send_batchable(message)
+                .await
+                .map_err(|e| TransportError::Lost(e.to_string()))?
         };
         let outcome = tokio::time::timeout(self.publish_timeout, pending)
             .await
-            .map_err(|_| TransportError::Timeout { address: address.clone(), timeout: self.publish_timeout })?
+            .map_err(|_| TransportError::Timeout {
+                address: address.clone(),
+                timeout: self.publish_timeout,
+            })?
             .map_err(|e| TransportError::Lost(e.to_string()))?;
         match outcome {
             Outcome::Accepted(_) => Ok(()),
@@ -190,15 +234,26 @@ impl Transport for Amqp1 {
                     .unwrap_or_else(|| "no reason given".into()),
             }),
             #[allow(unreachable_patterns)]
-            _ => Err(TransportError::Rejected { address, reason: "unexpected outcome".into() }),
+            _ => Err(TransportError::Rejected {
+                address,
+                reason: "unexpected outcome".into(),
+            }),
         }
     }
 
-    async fn subscribe(&self, address: &str, prefetch: u32) -> Result<Subscription, TransportError> {
+    async fn subscribe(
+        &self,
+        address: &str,
+        prefetch: u32,
+    ) -> Result<Subscription, TransportError> {
         let receiver = {
             let mut links = self.link.lock().await;
             links.next_link += 1;
-            let name = format!("signbus-receiver-{}-{}", std::process::id(), links.next_link);
+            let name = format!(
+                "signbus-receiver-{}-{}",
+                std::process::id(),
+                links.next_link
+            );
             Receiver::builder()
                 .name(name)
                 .source(address)
@@ -206,12 +261,22 @@ impl Transport for Amqp1 {
                 .auto_accept(false)
                 .attach(&mut links.session)
                 .await
-                .map_err(|e| TransportError::Attach { address: address.to_owned(), reason: e.to_string() })?
+                .map_err(|e| TransportError::Attach {
+                    address: address.to_owned(),
+                    reason: e.to_string(),
+                })?
         };
         let (out_tx, out_rx) = mpsc::unbounded_channel();
         let (ctl_tx, ctl_rx) = mpsc::channel(1);
         let (settle_tx, settle_rx) = mpsc::unbounded_channel();
-        tokio::spawn(run_receiver(receiver, out_tx, ctl_rx, settle_tx, settle_rx, address.to_owned()));
+        tokio::spawn(run_receiver(
+            receiver,
+            out_tx,
+            ctl_rx,
+            settle_tx,
+            settle_rx,
+            address.to_owned(),
+        ));
         Ok(Subscription::new(out_rx, ctl_tx, address.to_owned()))
     }
 
@@ -286,12 +351,17 @@ async fn run_receiver(
     let _ = receiver.close().await;
 }
 
-async fn dispose(receiver: &Receiver, info: DeliveryInfo, s: &Settlement) -> Result<(), TransportError> {
+async fn dispose(
+    receiver: &Receiver,
+    info: DeliveryInfo,
+    s: &Settlement,
+) -> Result<(), TransportError> {
     let r = match s {
         Settlement::Accept => receiver.accept(info).await,
         Settlement::Release => receiver.release(info).await,
         Settlement::Reject { reason } => {
-            let err = AmqpErrorFrame::new(AmqpError::DecodeError, Some(truncate(reason, 1000)), None);
+            let err =
+                AmqpErrorFrame::new(AmqpError::DecodeError, Some(truncate(reason, 1000)), None);
             receiver.reject(info, err).await
         }
     };
@@ -314,7 +384,11 @@ fn to_amqp(msg: OutgoingMessage) -> Message<fe2o3_amqp::types::messaging::AmqpVa
     for (k, v) in msg.properties {
         props.insert(k, json_to_simple(v));
     }
-    let properties = Properties { to: Some(msg.address), reply_to: msg.reply_to, ..Default::default() };
+    let properties = Properties {
+        to: Some(msg.address),
+        reply_to: msg.reply_to,
+        ..Default::default()
+    };
     let header = Header {
         durable: msg.durable,
         ttl: msg.ttl.map(|t| t.as_millis().min(u32::MAX as u128) as u32),
@@ -354,8 +428,12 @@ fn simple_to_json(v: &SimpleValue) -> Value {
         SimpleValue::Short(x) => (*x).into(),
         SimpleValue::Int(x) => (*x).into(),
         SimpleValue::Long(x) => (*x).into(),
-        SimpleValue::Float(x) => serde_json::Number::from_f64(x.0 as f64).map_or(Value::Null, Value::Number),
-        SimpleValue::Double(x) => serde_json::Number::from_f64(x.0).map_or(Value::Null, Value::Number),
+        SimpleValue::Float(x) => {
+            serde_json::Number::from_f64(x.0 as f64).map_or(Value::Null, Value::Number)
+        }
+        SimpleValue::Double(x) => {
+            serde_json::Number::from_f64(x.0).map_or(Value::Null, Value::Number)
+        }
         SimpleValue::String(s) => Value::String(s.clone()),
         SimpleValue::Symbol(s) => Value::String(s.0.clone()),
         other => Value::String(format!("{other:?}")),
@@ -381,7 +459,12 @@ fn from_amqp(message: Message<Body<AmqpValue>>) -> IncomingMessage {
         Body::Data(batch) => batch.into_iter().flat_map(|d| d.0.into_vec()).collect(),
         _ => Vec::new(),
     };
-    IncomingMessage { body, properties, reply_to, delivery_count }
+    IncomingMessage {
+        body,
+        properties,
+        reply_to,
+        delivery_count,
+    }
 }
 
 #[cfg(test)]
@@ -391,7 +474,10 @@ mod tests {
     #[test]
     fn parses_broker_urls() {
         let u = BrokerUrl::parse("amqp://127.0.0.1:5673").unwrap();
-        assert_eq!((u.host.as_str(), u.port, u.credentials.is_none()), ("127.0.0.1", 5673, true));
+        assert_eq!(
+            (u.host.as_str(), u.port, u.credentials.is_none()),
+            ("127.0.0.1", 5673, true)
+        );
         let u = BrokerUrl::parse("amqps://u%40x:p%2F@broker.example.com").unwrap();
         assert_eq!(u.port, 5671);
         assert_eq!(u.credentials, Some(("u@x".into(), "p/".into())));

@@ -36,8 +36,16 @@ pub struct Delivery {
 }
 
 impl Delivery {
-    pub(crate) fn new(message: IncomingMessage, token: u64, settle: mpsc::UnboundedSender<SettleCommand>) -> Self {
-        Delivery { message, token, settle: Some(settle) }
+    pub(crate) fn new(
+        message: IncomingMessage,
+        token: u64,
+        settle: mpsc::UnboundedSender<SettleCommand>,
+    ) -> Self {
+        Delivery {
+            message,
+            token,
+            settle: Some(settle),
+        }
     }
 
     /// The message.
@@ -47,19 +55,33 @@ impl Delivery {
 
     /// Settles the delivery and waits until the settlement is on the wire.
     pub async fn settle(mut self, settlement: Settlement) -> Result<(), TransportError> {
-        let tx = self.settle.take().expect("settle is only taken here and in drop");
+        let tx = self
+            .settle
+            .take()
+            .expect("settle is only taken here and in drop");
         let (done, wait) = oneshot::channel();
-        tx.send(SettleCommand { token: self.token, settlement, done: Some(done) })
-            .map_err(|_| TransportError::Lost("consumer link closed before settlement".into()))?;
-        wait.await
-            .unwrap_or_else(|_| Err(TransportError::Lost("consumer link closed before settlement".into())))
+        tx.send(SettleCommand {
+            token: self.token,
+            settlement,
+            done: Some(done),
+        })
+        .map_err(|_| TransportError::Lost("consumer link closed before settlement".into()))?;
+        wait.await.unwrap_or_else(|_| {
+            Err(TransportError::Lost(
+                "consumer link closed before settlement".into(),
+            ))
+        })
     }
 }
 
 impl Drop for Delivery {
     fn drop(&mut self) {
         if let Some(tx) = self.settle.take() {
-            let _ = tx.send(SettleCommand { token: self.token, settlement: Settlement::Release, done: None });
+            let _ = tx.send(SettleCommand {
+                token: self.token,
+                settlement: Settlement::Release,
+                done: None,
+            });
         }
     }
 }
@@ -80,8 +102,16 @@ pub struct Subscription {
 }
 
 impl Subscription {
-    pub(crate) fn new(rx: mpsc::UnboundedReceiver<Delivery>, control: mpsc::Sender<Control>, address: String) -> Self {
-        Subscription { rx, control, address }
+    pub(crate) fn new(
+        rx: mpsc::UnboundedReceiver<Delivery>,
+        control: mpsc::Sender<Control>,
+        address: String,
+    ) -> Self {
+        Subscription {
+            rx,
+            control,
+            address,
+        }
     }
 
     /// The next delivery; `None` when the link or connection ended (the broker redelivers what was unsettled).

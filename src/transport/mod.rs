@@ -78,7 +78,10 @@ pub enum TransportError {
 pub trait Transport: Send + Sync + 'static {
     /// Publishes `msg` and resolves once the broker has taken responsibility for it (AMQP 1.0 `accepted`,
     /// 0-9-1 confirm). Any other outcome is an error; nothing is silently dropped.
-    fn publish(&self, msg: OutgoingMessage) -> impl Future<Output = Result<(), TransportError>> + Send;
+    fn publish(
+        &self,
+        msg: OutgoingMessage,
+    ) -> impl Future<Output = Result<(), TransportError>> + Send;
 
     /// Starts consuming from `address` with at most about `prefetch` unsettled deliveries.
     fn subscribe(
@@ -129,6 +132,9 @@ fn default_publish_timeout() -> u64 {
 }
 
 /// Connects to the first broker of `cfg.urls` that answers.
-pub async fn connect(cfg: &BrokerConfig, container_id: &str) -> Result<amqp1::Amqp1, TransportError> {
+pub async fn connect(
+    cfg: &BrokerConfig,
+    container_id: &str,
+) -> Result<amqp1::Amqp1, TransportError> {
     amqp1::Amqp1::connect(cfg, container_id).await
 }

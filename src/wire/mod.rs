@@ -40,9 +40,14 @@ impl RequestType {
 
     /// Parses an `mtype` string.
     pub fn from_mtype(s: &str) -> Option<Self> {
-        [RequestType::Container, RequestType::ClearSign, RequestType::Blob, RequestType::Batch]
-            .into_iter()
-            .find(|t| t.as_str() == s)
+        [
+            RequestType::Container,
+            RequestType::ClearSign,
+            RequestType::Blob,
+            RequestType::Batch,
+        ]
+        .into_iter()
+        .find(|t| t.as_str() == s)
     }
 
     /// The reply member that carries this type's result.

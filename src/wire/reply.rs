@@ -23,7 +23,10 @@ impl Reply {
     pub fn failed(request: &Map<String, Value>, kind: RequestType, errors: Vec<String>) -> Self {
         let mut msg = request.clone();
         msg.insert(kind.result_field().into(), Value::Null);
-        msg.insert("errors".into(), Value::Array(errors.into_iter().map(Value::String).collect()));
+        msg.insert(
+            "errors".into(),
+            Value::Array(errors.into_iter().map(Value::String).collect()),
+        );
         Reply { msg }
     }
 
@@ -53,7 +56,10 @@ impl Reply {
     /// The errors listed in the reply.
     pub fn errors(&self) -> Vec<String> {
         match self.msg.get("errors") {
-            Some(Value::Array(a)) => a.iter().map(|e| e.as_str().map_or_else(|| e.to_string(), str::to_owned)).collect(),
+            Some(Value::Array(a)) => a
+                .iter()
+                .map(|e| e.as_str().map_or_else(|| e.to_string(), str::to_owned))
+                .collect(),
             _ => Vec::new(),
         }
     }

@@ -31,7 +31,11 @@ pub struct SchemaError {
 
 impl Schema {
     /// Every schema, for tests and documentation.
-    pub const ALL: [Schema; 3] = [Schema::ContainerRequest, Schema::RequestProperties, Schema::Reply];
+    pub const ALL: [Schema; 3] = [
+        Schema::ContainerRequest,
+        Schema::RequestProperties,
+        Schema::Reply,
+    ];
 
     /// The schema's file name under `schemas/`.
     pub fn file(self) -> &'static str {
@@ -45,7 +49,9 @@ impl Schema {
     /// The schema text, as compiled in.
     pub fn text(self) -> &'static str {
         match self {
-            Schema::ContainerRequest => include_str!("../../schemas/container_signature.request.json"),
+            Schema::ContainerRequest => {
+                include_str!("../../schemas/container_signature.request.json")
+            }
             Schema::RequestProperties => include_str!("../../schemas/request.properties.json"),
             Schema::Reply => include_str!("../../schemas/reply.json"),
         }
@@ -60,8 +66,12 @@ impl Schema {
     }
 
     fn validator(self) -> &'static jsonschema::Validator {
-        static CELLS: [OnceLock<jsonschema::Validator>; 3] = [OnceLock::new(), OnceLock::new(), OnceLock::new()];
-        let i = Schema::ALL.iter().position(|s| *s == self).expect("listed in ALL");
+        static CELLS: [OnceLock<jsonschema::Validator>; 3] =
+            [OnceLock::new(), OnceLock::new(), OnceLock::new()];
+        let i = Schema::ALL
+            .iter()
+            .position(|s| *s == self)
+            .expect("listed in ALL");
         CELLS[i].get_or_init(|| {
             let doc: Value = serde_json::from_str(self.text()).expect("compiled-in schema is JSON");
             jsonschema::draft202012::new(&doc).expect("compiled-in schema compiles")
@@ -81,7 +91,11 @@ impl Schema {
         if errors.is_empty() {
             Ok(())
         } else {
-            Err(SchemaError { what: self.what(), file: self.file(), details: errors.join("; ") })
+            Err(SchemaError {
+                what: self.what(),
+                file: self.file(),
+                details: errors.join("; "),
+            })
         }
     }
 }
@@ -99,7 +113,9 @@ mod tests {
 
     #[test]
     fn violations_name_the_member() {
-        let err = Schema::RequestProperties.validate(&serde_json::json!({"mtype": "nope"})).unwrap_err();
+        let err = Schema::RequestProperties
+            .validate(&serde_json::json!({"mtype": "nope"}))
+            .unwrap_err();
         assert!(err.details.contains("/mtype"), "{err}");
     }
 }

@@ -1,0 +1,299 @@
+//! The command line: `serve` and the pubtools-sign-compatible requester commands.
+//!
+//! Invoked as `pubtools-sign-msg-container-sign` (a symlink), signbus behaves as that command, busybox style.
+//! This is the binary's edge: configuration is loaded here, errors become messages and exit codes here.
+
+use anyhow::{bail, Context as _, Result};
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use signbus::config::ServerConfig;
+use signbus::requester::{self, output, ContainerSignInput, RequesterConfig, Retry};
+use signbus::server::{self, handler::Handler};
+use signbus::signing::gpgme_pool::{resolve_keys, GpgmePool};
+use signbus::transport::{self, Sasl, Transport};
+use std::path::PathBuf;
+use std::sync::Arc;
+use tokio_util::sync::CancellationToken;
+
+/// signbus: container signing over a message bus.
+#[derive(Debug, Parser)]
+#[command(name = "signbus", version, about)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The commands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the signing server.
+    Serve(ServeArgs),
+    /// Sign container images (pubtools-sign-msg-container-sign).
+    MsgContainerSign(ContainerSignArgs),
+}
+
+/// `signbus serve`.
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// Server configuration file (YAML).
+    #[arg(long)]
+    pub config: PathBuf,
+    /// Log format.
+    #[arg(long, value_enum, default_value_t = LogFormat::Auto)]
+    pub log_format: LogFormat,
+    /// Log filter (tracing EnvFilter syntax), e.g. `info` or `signbus=debug`.
+    #[arg(long, default_value = "info")]
+    pub log_level: String,
+}
+
+/// Log output format.
+#[derive(Debug, Clone, Copy, ValueEnum, PartialEq, Eq)]
+pub enum LogFormat {
+    /// Human-readable on a terminal, JSON lines otherwise.
+    Auto,
+    /// Human-readable.
+    Text,
+    /// JSON lines.
+    Json,
+}
+
+/// pubtools-sign's log levels.
+#[derive(Debug, Clone, Copy, ValueEnum, PartialEq, Eq)]
+#[value(rename_all = "UPPER")]
+pub enum LogLevel {
+    Debug,
+    Info,
+    Warning,
+    Error,
+}
+
+/// Signer type.
+#[derive(Debug, Clone, Copy, ValueEnum, PartialEq, Eq)]
+pub enum SignerType {
+    Single,
+    Batch,
+}
+
+/// `msg-container-sign`, flag for flag pubtools-sign's.
+#[derive(Debug, Args)]
+pub struct ContainerSignArgs {
+    /// Key to sign with: fingerprint (its last 8 characters are sent) or an alias from key_aliases. Repeatable.
+    #[arg(long = "signing-key", required = true)]
+    pub signing_key: Vec<String>,
+    /// Key name sent beside each --signing-key (same order). Repeatable.
+    #[arg(long = "signing-key-name")]
+    pub signing_key_name: Vec<String>,
+    /// Task id identifier (usually pub task-id).
+    #[arg(long = "task-id", required = true)]
+    pub task_id: String,
+    /// Path to the config file.
+    #[arg(long = "config-file")]
+    pub config_file: Option<String>,
+    /// Manifest digest to sign, paired with --reference. Repeatable.
+    #[arg(long, required = true)]
+    pub digest: Vec<String>,
+    /// Image reference to sign, paired with --digest. Repeatable.
+    #[arg(long, required = true)]
+    pub reference: Vec<String>,
+    /// Use this requester instead of the certificate's CN.
+    #[arg(long)]
+    pub requester: Option<String>,
+    /// Print one signed claim per line instead of JSON.
+    #[arg(long)]
+    pub raw: bool,
+    /// Log level.
+    #[arg(
+        long = "log-level",
+        value_enum,
+        ignore_case = true,
+        default_value = "INFO"
+    )]
+    pub log_level: LogLevel,
+    /// Signer type (batch arrives with batch support).
+    #[arg(long = "signer-type", value_enum, default_value = "single")]
+    pub signer_type: SignerType,
+}
+
+/// Maps an argv[0] name to the subcommand it stands for.
+pub fn alias_subcommand(argv0: &str) -> Option<&'static str> {
+    let base = std::path::Path::new(argv0).file_name()?.to_str()?;
+    match base {
+        "pubtools-sign-msg-container-sign" => Some("msg-container-sign"),
+        _ => None,
+    }
+}
+
+fn init_logging(filter: &str, json: bool) {
+    let filter = tracing_subscriber::EnvFilter::try_new(filter).unwrap_or_else(|_| "info".into());
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    if json {
+        builder.json().flatten_event(true).init();
+    } else {
+        builder.init();
+    }
+}
+
+/// Runs the parsed command; returns the exit code.
+pub async fn run(cli: Cli) -> Result<i32> {
+    match cli.command {
+        Command::Serve(a) => serve(a).await,
+        Command::MsgContainerSign(a) => container_sign(a).await,
+    }
+}
+
+async fn serve(a: ServeArgs) -> Result<i32> {
+    use std::io::IsTerminal;
+    let json = match a.log_format {
+        LogFormat::Json => true,
+        LogFormat::Text => false,
+        LogFormat::Auto => !std::io::stderr().is_terminal(),
+    };
+    init_logging(&a.log_level, json);
+    let cfg = ServerConfig::load(&a.config)?;
+    let home = cfg.signing.gnupg_home.clone();
+    let workers = cfg.workers();
+    let keys_cfg = cfg.signing.keys.clone();
+    let pool = tokio::task::spawn_blocking(move || -> Result<GpgmePool> {
+        let keys = resolve_keys(home.as_deref(), &keys_cfg).context("resolving signing keys")?;
+        GpgmePool::start(home, keys, workers).context("starting the signing pool")
+    })
+    .await??;
+    for k in pool.keys().keys() {
+        tracing::info!(fingerprint = %k.fingerprint, name = ?k.name, aliases = ?k.aliases, "signing key ready");
+    }
+    tracing::info!(workers = pool.size(), "signing pool started");
+    let keys = pool.keys().clone();
+    let pool = Arc::new(pool);
+    let handler = Handler::new(
+        pool.clone(),
+        keys,
+        cfg.server.reply_to.clone(),
+        cfg.server.task_id_attributes.clone(),
+    );
+    let shutdown = CancellationToken::new();
+    let trigger = shutdown.clone();
+    tokio::spawn(async move {
+        wait_for_signal().await;
+        tracing::info!("shutdown requested: no new requests; draining");
+        trigger.cancel();
+    });
+    server::run(&cfg, handler, shutdown)
+        .await
+        .context("server stopped")?;
+    if let Ok(pool) = Arc::try_unwrap(pool) {
+        tokio::task::spawn_blocking(move || pool.shutdown()).await?;
+    }
+    tracing::info!("stopped");
+    Ok(0)
+}
+
+async fn wait_for_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = signal(SignalKind::terminate()).expect("install SIGTERM handler");
+    let mut int = signal(SignalKind::interrupt()).expect("install SIGINT handler");
+    tokio::select! { _ = term.recv() => {}, _ = int.recv() => {} }
+}
+
+fn requester_logging(level: LogLevel) {
+    let f = match level {
+        LogLevel::Debug => "debug",
+        LogLevel::Info => "info",
+        LogLevel::Warning => "warn",
+        LogLevel::Error => "error",
+    };
+    init_logging(f, false);
+}
+
+fn broker_config(urls: &[String]) -> transport::BrokerConfig {
+    // pubtools-sign's file has no SASL setting; SIGNBUS_SASL (none|anonymous|plain) chooses, ANONYMOUS by default.
+    let sasl = match std::env::var("SIGNBUS_SASL").ok().as_deref() {
+        Some("none") => Sasl::None,
+        Some("plain") => Sasl::Plain,
+        _ => Sasl::Anonymous,
+    };
+    transport::BrokerConfig {
+        urls: urls.to_vec(),
+        sasl,
+        ..Default::default()
+    }
+}
+
+fn creator(cfg: &requester::MsgSignerConfig, requester: Option<&str>) -> Result<String> {
+    if let Some(r) = requester.filter(|r| !r.is_empty()) {
+        return Ok(r.to_owned());
+    }
+    let path = expand_home(&cfg.messaging_cert_key);
+    let pem = std::fs::read_to_string(&path).with_context(|| {
+        format!(
+            "reading messaging_cert_key {} (or pass --requester)",
+            path.display()
+        )
+    })?;
+    requester::cert::subject_name(&pem).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))
+}
+
+fn expand_home(p: &str) -> PathBuf {
+    match (p.strip_prefix("~/"), std::env::var_os("HOME")) {
+        (Some(rest), Some(h)) => PathBuf::from(h).join(rest),
+        _ => PathBuf::from(p),
+    }
+}
+
+async fn container_sign(a: ContainerSignArgs) -> Result<i32> {
+    requester_logging(a.log_level);
+    if a.signer_type == SignerType::Batch {
+        bail!("--signer-type batch is not supported yet; use single");
+    }
+    let home = std::env::var_os("HOME").map(PathBuf::from);
+    let path = requester::config::locate(a.config_file.as_deref(), home.as_deref())?;
+    let file = RequesterConfig::load(&path)?;
+    let cfg = file.single()?.clone();
+    let creator = creator(&cfg, a.requester.as_deref())?;
+    let input = ContainerSignInput {
+        digests: a.digest.clone(),
+        references: a.reference.clone(),
+        signing_keys: a.signing_key.clone(),
+        signing_key_names: a.signing_key_name.clone(),
+        task_id: a.task_id.clone(),
+        requester: a.requester.clone(),
+    };
+    let requests = requester::prepare_container(&cfg, &creator, &input)?;
+    let vars = requester::template_vars(&cfg, &creator, &a.task_id, a.requester.as_deref());
+    let listen = requester::format_address(&cfg.topic_listen_to, &vars)?;
+    let transport = transport::connect(
+        &broker_config(&cfg.messaging_brokers),
+        &format!("signbus-requester-{}", uuid::Uuid::new_v4()),
+    )
+    .await
+    .context("connecting to messaging_brokers")?;
+    tracing::info!(requests = requests.len(), listen = %listen, "signing");
+    let ex = requester::send_and_receive(
+        &transport,
+        &requests,
+        &listen,
+        &cfg.message_id_key,
+        Retry::from_config(&cfg),
+    )
+    .await;
+    transport.close().await;
+    let operation = serde_json::json!({
+        "digests": a.digest,
+        "references": a.reference,
+        "signing_key_names": a.signing_key_name,
+        "signing_keys": a.signing_key,
+        "task_id": a.task_id,
+        "requester": a.requester,
+    });
+    let r = output::render(
+        &requests,
+        &ex,
+        operation,
+        &a.signing_key,
+        "signed_claim",
+        a.raw,
+    );
+    print!("{}", r.stdout);
+    eprint!("{}", r.stderr);
+    Ok(r.exit_code)
+}
