@@ -1,0 +1,255 @@
+//! Shared fixtures for the integration tests: the testenv broker, a signbus server process per test, and the
+//! RabbitMQ management API for declaring per-test queues. A missing testenv is a test failure, never a skip.
+
+#![allow(dead_code)]
+
+use std::collections::HashMap;
+use std::io::{BufRead, BufReader};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+/// Values exported by `testenv/up.sh` in `testenv/.run/env`.
+pub struct Env {
+    pub vars: HashMap<String, String>,
+}
+
+impl Env {
+    pub fn load() -> Env {
+        let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("testenv/.run/env");
+        let text = std::fs::read_to_string(&path).unwrap_or_else(|e| {
+            panic!("{}: {e}. The integration tests need the real broker: run testenv/up.sh first", path.display())
+        });
+        let vars = text
+            .lines()
+            .filter_map(|l| l.strip_prefix("export "))
+            .filter_map(|l| l.split_once('='))
+            .map(|(k, v)| (k.to_owned(), v.trim_matches(|c| c == '"' || c == '\'').to_owned()))
+            .collect();
+        Env { vars }
+    }
+    pub fn get(&self, k: &str) -> &str {
+        self.vars.get(k).unwrap_or_else(|| panic!("testenv/.run/env lacks {k}"))
+    }
+    pub fn gnupg_home(&self) -> &str {
+        self.get("GNUPGHOME")
+    }
+    pub fn amqp_url(&self) -> &str {
+        self.get("SIGNBUS_AMQP_URL")
+    }
+    pub fn key_ed25519(&self) -> &str {
+        self.get("SIGNBUS_TEST_KEY")
+    }
+    pub fn key_rsa(&self) -> &str {
+        self.get("SIGNBUS_TEST_KEY_RSA")
+    }
+}
+
+/// A unique name for this test's queues and task ids.
+pub fn unique(prefix: &str) -> String {
+    format!("{prefix}-{}", &uuid::Uuid::new_v4().simple().to_string()[..12])
+}
+
+/// Declares a request queue `name` (dead-lettering into `name.dead`) through the management API.
+pub fn declare_request_queue(env: &Env, name: &str) {
+    let dead = format!("{name}.dead");
+    mgmt(env, "PUT", &format!("/api/queues/%2F/{dead}"), r#"{"durable":false,"auto_delete":false}"#);
+    let args = format!(
+        r#"{{"durable":false,"auto_delete":false,"arguments":{{"x-dead-letter-exchange":"","x-dead-letter-routing-key":"{dead}"}}}}"#
+    );
+    mgmt(env, "PUT", &format!("/api/queues/%2F/{name}"), &args);
+}
+
+/// Deletes a queue (and its dead-letter queue).
+pub fn delete_request_queue(env: &Env, name: &str) {
+    mgmt(env, "DELETE", &format!("/api/queues/%2F/{name}"), "");
+    mgmt(env, "DELETE", &format!("/api/queues/%2F/{name}.dead"), "");
+}
+
+/// Calls the RabbitMQ management API with curl; returns the body. Panics on HTTP errors.
+pub fn mgmt(env: &Env, method: &str, path: &str, body: &str) -> String {
+    let url = format!("{}{}", env.get("SIGNBUS_MGMT_URL"), path);
+    let mut cmd = Command::new("curl");
+    cmd.args(["-sS", "--fail-with-body", "-u", "guest:guest", "-X", method, "-H", "content-type: application/json", &url]);
+    if !body.is_empty() {
+        cmd.args(["-d", body]);
+    }
+    let out = cmd.output().expect("curl runs");
+    assert!(out.status.success(), "{method} {url}: {}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// A server config consuming `queue`, replying by template, with both test keys.
+pub fn server_config(env: &Env, queue: &str, extra_server: &str) -> String {
+    format!(
+        r#"broker:
+  urls: ["{url}"]
+  sasl: anonymous
+server:
+  listen_to: "/queues/{queue}"
+  reply_to: "/exchanges/amq.topic/signbus.reply.{{requested_by}}.{{pub_task_id}}"
+  max_in_flight: 64
+{extra_server}
+signing:
+  gnupg_home: "{home}"
+  workers: 2
+  keys:
+    - id: "{ed}"
+      name: "ed25519"
+      aliases: ["test-ed25519"]
+    - id: "{rsa}"
+      name: "rsa"
+"#,
+        url = env.amqp_url(),
+        home = env.gnupg_home(),
+        ed = env.key_ed25519(),
+        rsa = env.key_rsa(),
+    )
+}
+
+/// A `signbus serve` process; SIGTERMed and reaped on drop.
+pub struct Server {
+    pub child: Child,
+    pub dir: tempfile::TempDir,
+    pub log: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+}
+
+impl Server {
+    /// Starts a server with `config` and waits until it consumes.
+    pub fn start(config: &str) -> Server {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("server.yaml");
+        std::fs::write(&path, config).unwrap();
+        let mut child = Command::new(env!("CARGO_BIN_EXE_signbus"))
+            .args(["serve", "--config", path.to_str().unwrap(), "--log-format", "json"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start signbus serve");
+        let stderr = child.stderr.take().unwrap();
+        let log = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let (tx, rx) = mpsc::channel();
+        let sink = log.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                if line.contains("consuming") {
+                    let _ = tx.send(());
+                }
+                sink.lock().unwrap().push(line);
+            }
+        });
+        let started = Instant::now();
+        loop {
+            if rx.recv_timeout(Duration::from_millis(200)).is_ok() {
+                break;
+            }
+            if let Some(status) = child.try_wait().unwrap() {
+                panic!("server exited with {status}: {}", log.lock().unwrap().join("\n"));
+            }
+            assert!(started.elapsed() < Duration::from_secs(30), "server did not start: {}", log.lock().unwrap().join("\n"));
+        }
+        Server { child, dir, log }
+    }
+
+    /// Sends SIGTERM and waits for exit; returns the exit status.
+    pub fn stop(&mut self) -> std::process::ExitStatus {
+        unsafe_kill(self.child.id(), "TERM");
+        let started = Instant::now();
+        loop {
+            if let Some(s) = self.child.try_wait().unwrap() {
+                return s;
+            }
+            if started.elapsed() > Duration::from_secs(60) {
+                let _ = self.child.kill();
+                panic!("server did not stop within 60 s of SIGTERM");
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    pub fn logs(&self) -> String {
+        self.log.lock().unwrap().join("\n")
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        if self.child.try_wait().ok().flatten().is_none() {
+            unsafe_kill(self.child.id(), "TERM");
+            let started = Instant::now();
+            while self.child.try_wait().ok().flatten().is_none() && started.elapsed() < Duration::from_secs(20) {
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+/// Sends a signal with kill(1).
+pub fn unsafe_kill(pid: u32, sig: &str) {
+    let _ = Command::new("kill").args([&format!("-{sig}"), &pid.to_string()]).status();
+}
+
+/// A pubtools-sign client config for the testenv broker, sending to `queue`.
+pub fn client_config(env: &Env, queue: &str, timeout: u64) -> String {
+    let dir = env.get("SIGNBUS_TESTENV_DIR");
+    format!(
+        r#"msg_signer:
+  messaging_brokers: ["{url}"]
+  messaging_cert_key: "{dir}/tls/client.pem"
+  messaging_ca_cert: "{dir}/tls/ca.pem"
+  topic_send_to: "/queues/{queue}"
+  topic_listen_to: "/topic/signbus.reply.{{creator}}.{{task_id}}"
+  environment: "test"
+  service: "pubtools-sign"
+  timeout: {timeout}
+  retries: 2
+  send_retries: 2
+  message_id_key: "request_id"
+  log_level: "INFO"
+  key_aliases:
+    test-alias: "{ed}"
+"#,
+        url = env.amqp_url(),
+        ed = env.key_ed25519(),
+    )
+}
+
+/// Verifies an image signature with skopeo against the testenv keyring. Returns skopeo's output or panics.
+pub fn skopeo_verify(env: &Env, manifest: &[u8], reference: &str, fingerprint: &str, signature: &[u8]) -> Result<String, String> {
+    let dir = tempfile::tempdir().unwrap();
+    let m = dir.path().join("manifest");
+    let s = dir.path().join("signature");
+    std::fs::write(&m, manifest).unwrap();
+    std::fs::write(&s, signature).unwrap();
+    let out = Command::new("skopeo")
+        .env("GNUPGHOME", env.gnupg_home())
+        .args(["standalone-verify", m.to_str().unwrap(), reference, fingerprint, s.to_str().unwrap()])
+        .output()
+        .expect("skopeo runs");
+    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    if out.status.success() {
+        Ok(text)
+    } else {
+        Err(text)
+    }
+}
+
+/// The literal data inside an OpenPGP signed message, extracted by gpg (which also checks the signature).
+pub fn gpg_payload(env: &Env, signature: &[u8]) -> Vec<u8> {
+    use std::io::Write;
+    let mut child = Command::new("gpg")
+        .env("GNUPGHOME", env.gnupg_home())
+        .args(["--batch", "--quiet", "--decrypt"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(signature).unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success(), "gpg --decrypt: {}", String::from_utf8_lossy(&out.stderr));
+    out.stdout
+}
