@@ -72,19 +72,22 @@ if [ -f "$RUN_DIR/rabbitmq.pid" ]; then
 fi
 mapfile -t pids < <({ [ -n "$main_pid" ] && echo "$main_pid"; chroot_pids; } | sort -un)
 if [ -n "$main_pid" ] || [ ${#pids[@]} -gt 0 ]; then
-    # 1) graceful: TERM the broker (not epmd yet), wait for it to shut down
-    broker=()
-    epmd=()
+    # 1) graceful: TERM the main pid (the rabbitmq-server sh wrapper forwards
+    #    it to beam.smp) or, without it, beam.smp itself; the VM then shuts
+    #    down its helper ports (memsup, cpu_sup, inet_gethost) by itself.
+    #    epmd is left for step 2.
+    beam=()
     for p in "${pids[@]}"; do
-        if [ "$(cat "/proc/$p/comm" 2>/dev/null)" = epmd ]; then epmd+=("$p"); else broker+=("$p"); fi
+        [ "$(cat "/proc/$p/comm" 2>/dev/null)" = beam.smp ] && beam+=("$p")
     done
-    if [ ${#broker[@]} -gt 0 ]; then
-        log "stopping rabbitmq-server (pids ${broker[*]})"
-        kill -TERM "${broker[@]}" 2>/dev/null || true
-        if ! wait_gone 30 "${broker[@]}"; then
+    first=(${main_pid:+"$main_pid"} "${beam[@]}")
+    if [ ${#first[@]} -gt 0 ]; then
+        log "stopping rabbitmq-server (pids ${first[*]})"
+        kill -TERM ${main_pid:+"$main_pid"} 2>/dev/null || kill -TERM "${beam[@]}" 2>/dev/null || true
+        if ! wait_gone 30 "${first[@]}"; then
             log "broker did not stop within 30 s, killing"
-            kill -KILL "${broker[@]}" 2>/dev/null || true
-            wait_gone 5 "${broker[@]}" || true
+            kill -KILL "${first[@]}" 2>/dev/null || true
+            wait_gone 5 "${first[@]}" || true
         fi
     fi
     # 2) epmd and anything else still rooted in the chroot

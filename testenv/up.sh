@@ -114,6 +114,7 @@ build_rootfs() {
     if ! mmdebstrap --quiet --variant=apt --include="$pkg" trixie "$tmp/root" "$mirror" \
             >"$tmp.log" 2>&1; then
         cat "$tmp.log" >&2
+        grep -qF " $tmp" /proc/self/mounts || rm -rf --one-file-system "$tmp" "$tmp.log"
         die "mmdebstrap failed (log above)"
     fi
     rm -f "$tmp.log"
@@ -149,8 +150,10 @@ relay_pid_ok() {
     [ -n "$pid" ] && [ -r "/proc/$pid/cmdline" ] && tr '\0' ' ' <"/proc/$pid/cmdline" | grep -q 'amqp-sasl-relay\.py'
 }
 
-yaml_str() { # JSON string == valid YAML double-quoted scalar
-    python3 -c 'import json,sys; print(json.dumps(sys.argv[1]))' "$1"
+yaml_str() { # YAML double-quoted scalar (paths, URLs, fingerprints)
+    local s=${1//\\/\\\\}
+    s=${s//\"/\\\"}
+    printf '"%s"' "$s"
 }
 
 tail_log() { [ -f "$1" ] && tail -n "${2:-60}" "$1" | sed 's/^/    | /' >&2 || true; }
@@ -328,6 +331,56 @@ mount --bind "$state/log"  "$chroot_dir/var/log/rabbitmq"
 exec chroot "$chroot_dir" /usr/bin/env -i "$@" /usr/lib/rabbitmq/bin/rabbitmq-server
 '
 
+# Trimmed plugins directory: only the enabled plugins and the applications
+# they (and the rabbit core) depend on, resolved from the .app files. Halves
+# the VM boot time (~5 s -> ~3 s). It is a directory of symlinks inside the
+# per-clone data dir (seen as /var/lib/rabbitmq/plugins in the chroot), so the
+# cached tree is untouched. SIGNBUS_RABBITMQ_FULL_PLUGINS=1 uses the full dir.
+PLUGINS_DIR_IN_CHROOT=/var/lib/rabbitmq/plugins
+make_plugins_dir() {
+    local full; full=$(cd "$ROOTFS" && echo usr/lib/rabbitmq/lib/rabbitmq_server-*/plugins)
+    [ -d "$ROOTFS/$full" ] || die "no plugins directory in $ROOTFS"
+    if [ "${SIGNBUS_RABBITMQ_FULL_PLUGINS:-0}" = 1 ]; then
+        PLUGINS_DIR="/$full"
+        return 0
+    fi
+    "$PYTHON" - "$ROOTFS/$full" "/$full" "$STATE/data/plugins" "$STATE/etc/enabled_plugins" <<'PY' || die "could not assemble the plugins directory"
+import os, re, sys
+src, src_in_chroot, dst, enabled_file = sys.argv[1:5]
+apps = {}
+for d in os.listdir(src):
+    m = re.match(r"^(.+)-([0-9][^-]*)$", d)
+    if m and os.path.isdir(os.path.join(src, d, "ebin")):
+        apps[m.group(1)] = d
+    elif d.endswith(".ez"):
+        sys.exit("packed .ez plugins are not handled")
+def deps(app):
+    text = open(os.path.join(src, apps[app], "ebin", app + ".app")).read()
+    out = []
+    for key in ("applications", "optional_applications", "included_applications"):
+        m = re.search(r"\{" + key + r",\s*\[([^\]]*)\]", text)
+        if m:
+            out += [x.strip() for x in m.group(1).split(",") if x.strip()]
+    return out
+enabled = re.findall(r"[a-z0-9_]+", open(enabled_file).read())
+todo = ["rabbit", "rabbit_common", "rabbitmq_prelaunch"] + enabled
+for name in enabled:
+    if name not in apps:
+        sys.exit(f"enabled plugin {name} not found in {src}")
+need = set()
+while todo:
+    a = todo.pop()
+    if a in need or a not in apps:  # OTP apps (kernel, ssl, ...) live elsewhere
+        continue
+    need.add(a)
+    todo += deps(a)
+os.makedirs(dst, exist_ok=True)
+for a in sorted(need):
+    os.symlink(os.path.join(src_in_chroot, apps[a]), os.path.join(dst, apps[a]))
+PY
+    PLUGINS_DIR=$PLUGINS_DIR_IN_CHROOT
+}
+
 start_broker() {
     local p
     for p in "$AMQP_PORT" "$MGMT_PORT" "$DIST_PORT"; do
@@ -340,7 +393,9 @@ start_broker() {
     fi
     mkdir -p "$STATE/data" "$STATE/log"
     write_rabbitmq_etc
-    printf '%s %s %s %s\n' "$AMQP_PORT" "$MGMT_PORT" "$DIST_PORT" "$NODENAME" >"$RUN_DIR/rabbitmq.ports"
+    rm -rf "$STATE/data/plugins"
+    make_plugins_dir
+    printf '%s %s %s %s %s\n' "$AMQP_PORT" "$MGMT_PORT" "$DIST_PORT" "$NODENAME" "$ROOTFS" >"$RUN_DIR/rabbitmq.ports"
     printf '\n===== %s up.sh: starting rabbitmq-server %s (%s) =====\n' \
         "$(date -u +%FT%TZ)" "$(rootfs_version)" "$NODENAME" >>"$RUN_DIR/rabbitmq.log"
     setsid unshare --mount --propagation private /bin/bash -c "$BROKER_INNER" broker \
@@ -352,7 +407,8 @@ start_broker() {
         RABBITMQ_USE_LONGNAME=false \
         RABBITMQ_DIST_PORT="$DIST_PORT" \
         RABBITMQ_SERVER_ADDITIONAL_ERL_ARGS="-kernel inet_dist_use_interface {127,0,0,1}" \
-        ERL_EPMD_ADDRESS=127.0.0.1 ${SIGNBUS_EXP_PLUGINS:+RABBITMQ_PLUGINS_DIR=$SIGNBUS_EXP_PLUGINS} \
+        ERL_EPMD_ADDRESS=127.0.0.1 \
+        RABBITMQ_PLUGINS_DIR="$PLUGINS_DIR" \
         >>"$RUN_DIR/rabbitmq.log" 2>&1 </dev/null &
     echo $! >"$RUN_DIR/rabbitmq.pid"
     BROKER_STARTED_AT=$(date +%s.%N)
@@ -396,8 +452,8 @@ start_relay() {
         --listen "127.0.0.1:$RELAY_PORT" --broker "127.0.0.1:$AMQP_PORT" \
         >>"$RUN_DIR/relay.log" 2>&1 </dev/null &
     echo $! >"$RUN_DIR/relay.pid"
-    local pid=$! i
-    for i in $(seq 1 40); do
+    local pid=$!
+    for _ in $(seq 1 40); do
         port_open "$RELAY_PORT" && return 0
         [ -d "/proc/$pid" ] || break
         sleep 0.25
@@ -433,7 +489,7 @@ main() {
     local pid=""
     [ -f "$RUN_DIR/rabbitmq.pid" ] && pid=$(cat "$RUN_DIR/rabbitmq.pid")
     if broker_pid_ok "$pid"; then
-        local want="$AMQP_PORT $MGMT_PORT $DIST_PORT $NODENAME" have
+        local want="$AMQP_PORT $MGMT_PORT $DIST_PORT $NODENAME $ROOTFS" have
         have=$(cat "$RUN_DIR/rabbitmq.ports" 2>/dev/null || true)
         [ "$have" = "$want" ] || die "running broker (pid $pid) uses '$have', requested '$want': run testenv/down.sh first"
         log "broker already running (pid $pid), reusing"
