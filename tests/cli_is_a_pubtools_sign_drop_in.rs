@@ -34,9 +34,20 @@ fn json_raw_and_symlinked_invocations_sign_and_exit_zero() {
     let task = unique("t");
     let common_args = |raw: bool| {
         let mut a = vec![
-            "--signing-key", env.key_ed25519(), "--task-id", &task, "--config-file", cfg.to_str().unwrap(),
-            "--digest", DIGEST, "--reference", "registry.example.com/ns/repo:1",
-            "--digest", DIGEST, "--reference", "registry.example.com/ns/repo:2",
+            "--signing-key",
+            env.key_ed25519(),
+            "--task-id",
+            &task,
+            "--config-file",
+            cfg.to_str().unwrap(),
+            "--digest",
+            DIGEST,
+            "--reference",
+            "registry.example.com/ns/repo:1",
+            "--digest",
+            DIGEST,
+            "--reference",
+            "registry.example.com/ns/repo:2",
         ];
         if raw {
             a.push("--raw");
@@ -55,13 +66,24 @@ fn json_raw_and_symlinked_invocations_sign_and_exit_zero() {
     assert_eq!(results.len(), 2);
     for (i, r) in results.iter().enumerate() {
         assert_eq!(r[0]["msg"]["errors"], Value::Array(vec![]));
-        assert_eq!(r[0]["msg"]["requested_by"], "signbus-test", "CN of testenv's client certificate");
+        assert_eq!(
+            r[0]["msg"]["requested_by"], "signbus-test",
+            "CN of testenv's client certificate"
+        );
         assert_eq!(r[1]["mtype"], "container_signature");
-        let claim = STANDARD.decode(r[0]["msg"]["claim_file"].as_str().unwrap()).unwrap();
+        let claim = STANDARD
+            .decode(r[0]["msg"]["claim_file"].as_str().unwrap())
+            .unwrap();
         let claim: Value = serde_json::from_slice(&claim).unwrap();
-        assert_eq!(claim["critical"]["identity"]["docker-reference"], format!("registry.example.com/ns/repo:{}", i + 1));
+        assert_eq!(
+            claim["critical"]["identity"]["docker-reference"],
+            format!("registry.example.com/ns/repo:{}", i + 1)
+        );
     }
-    assert_eq!(v["operation"]["references"][1], "registry.example.com/ns/repo:2");
+    assert_eq!(
+        v["operation"]["references"][1],
+        "registry.example.com/ns/repo:2"
+    );
     assert_eq!(v["signing_keys"][0], env.key_ed25519());
 
     // --raw through the pubtools-sign command name (a symlink), with the alias from key_aliases.
@@ -77,7 +99,14 @@ fn json_raw_and_symlinked_invocations_sign_and_exit_zero() {
         let sig = STANDARD.decode(l).unwrap();
         let reference = format!("registry.example.com/ns/repo:{}", i + 1);
         let manifest_for_digest = b"0"; // sha256("0") = DIGEST
-        skopeo_verify(&env, manifest_for_digest, &reference, env.key_ed25519(), &sig).unwrap();
+        skopeo_verify(
+            &env,
+            manifest_for_digest,
+            &reference,
+            env.key_ed25519(),
+            &sig,
+        )
+        .unwrap();
     }
     drop(server);
     delete_request_queue(&env, &queue);
@@ -94,7 +123,16 @@ fn refused_and_unanswered_requests_exit_one_and_say_why() {
     std::fs::write(&cfg, client_config(&env, &queue, 15)).unwrap();
     let bin = std::path::PathBuf::from(env!("CARGO_BIN_EXE_signbus"));
     let task = unique("t");
-    let base = ["--task-id", &task, "--config-file", cfg.to_str().unwrap(), "--digest", DIGEST, "--reference", "registry.example.com/ns/repo:1"];
+    let base = [
+        "--task-id",
+        &task,
+        "--config-file",
+        cfg.to_str().unwrap(),
+        "--digest",
+        DIGEST,
+        "--reference",
+        "registry.example.com/ns/repo:1",
+    ];
 
     // An unknown key: the server refuses, the client says so and exits 1 (pubtools-sign would exit 0).
     let mut args = vec!["msg-container-sign", "--signing-key", "0123456789ABCDEF"];
@@ -104,7 +142,9 @@ fn refused_and_unanswered_requests_exit_one_and_say_why() {
     let v: Value = serde_json::from_str(&stdout).unwrap();
     assert_eq!(v["signer_result"]["status"], "error");
     assert!(stderr.contains("refused by the server"), "{stderr}");
-    let err = v["operation_results"][0][0]["msg"]["errors"][0].as_str().unwrap();
+    let err = v["operation_results"][0][0]["msg"]["errors"][0]
+        .as_str()
+        .unwrap();
     assert!(err.contains("unknown signing key \"89ABCDEF\""), "{err}");
     args.push("--raw");
     let (code, stdout, stderr) = run(&bin, &args);
@@ -114,20 +154,50 @@ fn refused_and_unanswered_requests_exit_one_and_say_why() {
     // Nobody consumes this queue: the client gives up after timeout × retries × send_retries, says how many.
     drop(server);
     let cfg2 = dir.path().join("slow.yaml");
-    std::fs::write(&cfg2, client_config(&env, &queue, 1).replace("retries: 2", "retries: 1")).unwrap();
-    let mut args = vec!["msg-container-sign", "--signing-key", env.key_ed25519(), "--raw"];
+    std::fs::write(
+        &cfg2,
+        client_config(&env, &queue, 1).replace("retries: 2", "retries: 1"),
+    )
+    .unwrap();
+    let mut args = vec![
+        "msg-container-sign",
+        "--signing-key",
+        env.key_ed25519(),
+        "--raw",
+    ];
     args.extend(base);
-    let at = args.iter().position(|a| *a == cfg.to_str().unwrap()).unwrap();
+    let at = args
+        .iter()
+        .position(|a| *a == cfg.to_str().unwrap())
+        .unwrap();
     args[at] = cfg2.to_str().unwrap();
     let started = std::time::Instant::now();
     let (code, stdout, stderr) = run(&bin, &args);
     assert_eq!(code, 1, "{stdout}{stderr}");
-    assert!(stderr.contains("MessagingTimeout") && stderr.contains("1 of 1 requests got no reply"), "{stderr}");
+    assert!(
+        stderr.contains("MessagingTimeout") && stderr.contains("1 of 1 requests got no reply"),
+        "{stderr}"
+    );
     assert!(!stderr.contains("panicked"), "{stderr}");
     assert!(started.elapsed() < std::time::Duration::from_secs(20));
 
     // Bad input is refused before anything is sent.
-    let (code, _, stderr) = run(&bin, &["msg-container-sign", "--signing-key", "x", "--task-id", "t", "--config-file", cfg.to_str().unwrap(), "--digest", "sha256:12", "--reference", "r/x:1"]);
+    let (code, _, stderr) = run(
+        &bin,
+        &[
+            "msg-container-sign",
+            "--signing-key",
+            "x",
+            "--task-id",
+            "t",
+            "--config-file",
+            cfg.to_str().unwrap(),
+            "--digest",
+            "sha256:12",
+            "--reference",
+            "r/x:1",
+        ],
+    );
     assert_eq!(code, 1);
     assert!(stderr.contains("--digest \"sha256:12\""), "{stderr}");
     delete_request_queue(&env, &queue);

@@ -25,8 +25,12 @@ async fn signs_n_references_and_every_signature_verifies_with_skopeo() {
     let server = Server::start(&server_config(&env, &queue, ""));
 
     let n = 200;
-    let manifests: Vec<Vec<u8>> = (0..n).map(|i| format!("{{\"manifest\": {i}}}").into_bytes()).collect();
-    let references: Vec<String> = (0..n).map(|i| format!("registry.example.com/ns/repo{}:tag-{i}", i % 7)).collect();
+    let manifests: Vec<Vec<u8>> = (0..n)
+        .map(|i| format!("{{\"manifest\": {i}}}").into_bytes())
+        .collect();
+    let references: Vec<String> = (0..n)
+        .map(|i| format!("registry.example.com/ns/repo{}:tag-{i}", i % 7))
+        .collect();
     let cfg_text = client_config(&env, &queue, 20);
     let cfg = RequesterConfig::parse(&cfg_text, Path::new("client.yaml"), |_| None).unwrap();
     let cfg = cfg.single().unwrap().clone();
@@ -42,11 +46,22 @@ async fn signs_n_references_and_every_signature_verifies_with_skopeo() {
     let requests = requester::prepare_container(&cfg, "tester", &input).unwrap();
     let vars = requester::template_vars(&cfg, "tester", &task_id, Some("tester"));
     let listen = requester::format_address(&cfg.topic_listen_to, &vars).unwrap();
-    let broker = BrokerConfig { urls: vec![env.amqp_url().to_owned()], sasl: Sasl::Anonymous, ..Default::default() };
+    let broker = BrokerConfig {
+        urls: vec![env.amqp_url().to_owned()],
+        sasl: Sasl::Anonymous,
+        ..Default::default()
+    };
     let conn = transport::connect(&broker, "e2e-requester").await.unwrap();
 
     let started = Instant::now();
-    let ex = requester::send_and_receive(&conn, &requests, &listen, "request_id", Retry::from_config(&cfg)).await;
+    let ex = requester::send_and_receive(
+        &conn,
+        &requests,
+        &listen,
+        "request_id",
+        Retry::from_config(&cfg),
+    )
+    .await;
     let elapsed = started.elapsed();
     assert!(ex.error.is_none(), "{:?}\n{}", ex.error, server.logs());
     assert_eq!(ex.replies.len(), n);
@@ -61,11 +76,21 @@ async fn signs_n_references_and_every_signature_verifies_with_skopeo() {
         let msg = &doc["msg"];
         assert_eq!(msg["errors"], Value::Array(vec![]), "{doc}");
         assert_eq!(msg["request_id"], req.body["request_id"]);
-        assert_eq!(props.get("mtype").and_then(Value::as_str), Some("container_signature"));
-        assert_eq!(props.get("pub_task_id").and_then(Value::as_str), Some(task_id.as_str()));
-        let sig = STANDARD.decode(msg["signed_claim"].as_str().unwrap()).unwrap();
+        assert_eq!(
+            props.get("mtype").and_then(Value::as_str),
+            Some("container_signature")
+        );
+        assert_eq!(
+            props.get("pub_task_id").and_then(Value::as_str),
+            Some(task_id.as_str())
+        );
+        let sig = STANDARD
+            .decode(msg["signed_claim"].as_str().unwrap())
+            .unwrap();
         // The signature is a signed message over exactly the claim bytes that were sent.
-        let sent_claim = STANDARD.decode(req.body["claim_file"].as_str().unwrap()).unwrap();
+        let sent_claim = STANDARD
+            .decode(req.body["claim_file"].as_str().unwrap())
+            .unwrap();
         assert_eq!(gpg_payload(&env, &sig), sent_claim);
         // Checking every one with skopeo takes a while; check a spread, always the first and last.
         if i % 25 == 0 || i == n - 1 {
@@ -73,12 +98,32 @@ async fn signs_n_references_and_every_signature_verifies_with_skopeo() {
                 .unwrap_or_else(|e| panic!("skopeo rejected signature {i}: {e}"));
             assert!(out.contains("Signature verified"), "{out}");
             // And not for another image or identity.
-            assert!(skopeo_verify(&env, &manifests[(i + 1) % n], &references[i], env.key_ed25519(), &sig).is_err());
-            assert!(skopeo_verify(&env, &manifests[i], "registry.example.com/ns/other:x", env.key_ed25519(), &sig).is_err());
+            assert!(skopeo_verify(
+                &env,
+                &manifests[(i + 1) % n],
+                &references[i],
+                env.key_ed25519(),
+                &sig
+            )
+            .is_err());
+            assert!(skopeo_verify(
+                &env,
+                &manifests[i],
+                "registry.example.com/ns/other:x",
+                env.key_ed25519(),
+                &sig
+            )
+            .is_err());
         }
         let claim: Value = serde_json::from_slice(&sent_claim).unwrap();
-        assert_eq!(claim["critical"]["identity"]["docker-reference"], Value::String(references[i].clone()));
-        assert_eq!(claim["critical"]["image"]["docker-manifest-digest"], Value::String(digest_of(&manifests[i])));
+        assert_eq!(
+            claim["critical"]["identity"]["docker-reference"],
+            Value::String(references[i].clone())
+        );
+        assert_eq!(
+            claim["critical"]["image"]["docker-manifest-digest"],
+            Value::String(digest_of(&manifests[i]))
+        );
     }
     conn_close(conn).await;
     drop(server);
@@ -92,7 +137,11 @@ async fn rsa_key_by_name_signs_and_verifies() {
     declare_request_queue(&env, &queue);
     let _server = Server::start(&server_config(&env, &queue, ""));
     let cfg_text = client_config(&env, &queue, 20);
-    let cfg = RequesterConfig::parse(&cfg_text, Path::new("c"), |_| None).unwrap().single().unwrap().clone();
+    let cfg = RequesterConfig::parse(&cfg_text, Path::new("c"), |_| None)
+        .unwrap()
+        .single()
+        .unwrap()
+        .clone();
     let manifest = b"rsa manifest".to_vec();
     let task_id = unique("t");
     let input = ContainerSignInput {
@@ -105,15 +154,45 @@ async fn rsa_key_by_name_signs_and_verifies() {
     };
     let requests = requester::prepare_container(&cfg, "tester", &input).unwrap();
     assert_eq!(requests[0].body["repo"], "a/b/c");
-    let listen = requester::format_address(&cfg.topic_listen_to, &requester::template_vars(&cfg, "tester", &task_id, None)).unwrap();
-    let broker = BrokerConfig { urls: vec![env.amqp_url().to_owned()], ..Default::default() };
+    let listen = requester::format_address(
+        &cfg.topic_listen_to,
+        &requester::template_vars(&cfg, "tester", &task_id, None),
+    )
+    .unwrap();
+    let broker = BrokerConfig {
+        urls: vec![env.amqp_url().to_owned()],
+        ..Default::default()
+    };
     let conn = transport::connect(&broker, "rsa-requester").await.unwrap();
-    let ex = requester::send_and_receive(&conn, &requests, &listen, "request_id", Retry::from_config(&cfg)).await;
+    let ex = requester::send_and_receive(
+        &conn,
+        &requests,
+        &listen,
+        "request_id",
+        Retry::from_config(&cfg),
+    )
+    .await;
     assert!(ex.error.is_none(), "{:?}", ex.error);
     let (doc, _) = &ex.replies[&requests[0].id];
-    let sig = STANDARD.decode(doc["msg"]["signed_claim"].as_str().unwrap()).unwrap();
-    skopeo_verify(&env, &manifest, "quay.example.org:5000/a/b/c:v1", env.key_rsa(), &sig).unwrap();
-    assert!(skopeo_verify(&env, &manifest, "quay.example.org:5000/a/b/c:v1", env.key_ed25519(), &sig).is_err());
+    let sig = STANDARD
+        .decode(doc["msg"]["signed_claim"].as_str().unwrap())
+        .unwrap();
+    skopeo_verify(
+        &env,
+        &manifest,
+        "quay.example.org:5000/a/b/c:v1",
+        env.key_rsa(),
+        &sig,
+    )
+    .unwrap();
+    assert!(skopeo_verify(
+        &env,
+        &manifest,
+        "quay.example.org:5000/a/b/c:v1",
+        env.key_ed25519(),
+        &sig
+    )
+    .is_err());
     conn_close(conn).await;
 }
 

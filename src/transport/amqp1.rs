@@ -13,6 +13,7 @@ use super::{
 use fe2o3_amqp::connection::ConnectionHandle;
 use fe2o3_amqp::link::delivery::DeliveryInfo;
 use fe2o3_amqp::link::receiver::CreditMode;
+use fe2o3_amqp::link::RecvError;
 use fe2o3_amqp::sasl_profile::SaslProfile;
 use fe2o3_amqp::session::SessionHandle;
 use fe2o3_amqp::types::definitions::{AmqpError, Error as AmqpErrorFrame};
@@ -25,21 +26,30 @@ use serde_json::{Map, Value};
 use std::collections::HashMap;
 use std::time::Duration;
 use tokio::net::TcpStream;
-use tokio::sync::{mpsc, Mutex};
+use tokio::sync::{mpsc, oneshot, Mutex};
 
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// A live AMQP 1.0 connection.
-pub struct Amqp1 {
+/// Anonymous senders per connection. Each carries one unsettled message at a time (a non-batchable transfer:
+/// RabbitMQ delays the outcome of `batchable` transfers), so this many publishes are in flight at once.
+const SENDERS: usize = 8;
+
+/// The fe2o3 objects of one connection; lives on the connection's I/O thread.
+struct Engine {
     link: Mutex<Links>,
-    sender: Mutex<Sender>,
+    senders: Vec<Mutex<Sender>>,
+    next_sender: std::sync::atomic::AtomicUsize,
     publish_timeout: Duration,
     url: String,
 }
 
 struct Links {
     connection: ConnectionHandle<()>,
+    /// Session for the anonymous senders.
     session: SessionHandle<()>,
+    /// Sessions for receivers, one per subscription: a receiver's incoming transfers never share a session
+    /// with outgoing publishes (fe2o3 0.14 was seen to stall a publish when both shared one session).
+    receiver_sessions: Vec<SessionHandle<()>>,
     next_link: u64,
 }
 
@@ -101,7 +111,7 @@ pub fn redact(url: &str) -> String {
     }
 }
 
-impl Amqp1 {
+impl Engine {
     /// Connects to the first URL in `cfg.urls` that accepts a connection, session and anonymous sender.
     pub async fn connect(cfg: &BrokerConfig, container_id: &str) -> Result<Self, TransportError> {
         if cfg.urls.is_empty() {
@@ -180,48 +190,57 @@ impl Amqp1 {
         let mut session = Session::begin(&mut connection)
             .await
             .map_err(|e| format!("AMQP begin session: {e}"))?;
-        let sender = Sender::builder()
-            .name(format!("{container_id}-sender"))
-            .target(Target::builder().build())
-            .attach(&mut session)
-            .await
-            .map_err(|e| format!("attach anonymous sender: {e}"))?;
-        Ok(Amqp1 {
+        let mut senders = Vec::with_capacity(SENDERS);
+        for n in 0..SENDERS {
+            let sender = Sender::builder()
+                .name(format!("{container_id}-sender-{n}"))
+                .target(Target::builder().build())
+                .attach(&mut session)
+                .await
+                .map_err(|e| format!("attach anonymous sender: {e}"))?;
+            senders.push(Mutex::new(sender));
+        }
+        Ok(Engine {
             link: Mutex::new(Links {
                 connection,
                 session,
+                receiver_sessions: Vec::new(),
                 next_link: 0,
             }),
-            sender: Mutex::new(sender),
+            senders,
+            next_sender: std::sync::atomic::AtomicUsize::new(0),
             publish_timeout: Duration::from_secs(cfg.publish_timeout_secs.max(1)),
             url: String::new(),
         })
     }
-
-    /// The (redacted) URL this connection reached.
-    pub fn url(&self) -> &str {
-        &self.url
-    }
 }
 
-impl Transport for Amqp1 {
+impl Engine {
     async fn publish(&self, msg: OutgoingMessage) -> Result<(), TransportError> {
         let address = msg.address.clone();
         let message = to_amqp(msg);
-        let pending = {
-            let mut sender = self.sender.lock().await;
-            sender
-                .send_batchable(message)
-                .await
-                .map_err(|e| TransportError::Lost(e.to_string()))?
-        };
-        let outcome = tokio::time::timeout(self.publish_timeout, pending)
-            .await
-            .map_err(|_| TransportError::Timeout {
-                address: address.clone(),
-                timeout: self.publish_timeout,
-            })?
-            .map_err(|e| TransportError::Lost(e.to_string()))?;
+        let start = self
+            .next_sender
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        // Take the first idle sender, starting round-robin; wait on the round-robin one if all are busy.
+        let mut sender =
+            match (0..SENDERS).find_map(|i| self.senders[(start + i) % SENDERS].try_lock().ok()) {
+                Some(s) => s,
+                None => self.senders[start % SENDERS].lock().await,
+            };
+        // Unconstrained: the send must not yield between handing the transfer to the session and recording
+        // it as unsettled (see `Amqp1`).
+        let outcome = tokio::time::timeout(
+            self.publish_timeout,
+            tokio::task::unconstrained(sender.send(message)),
+        )
+        .await
+        .map_err(|_| TransportError::Timeout {
+            address: address.clone(),
+            timeout: self.publish_timeout,
+        })?
+        .map_err(|e| TransportError::Lost(e.to_string()))?;
+        drop(sender);
         match outcome {
             Outcome::Accepted(_) => Ok(()),
             Outcome::Released(_) => Err(TransportError::Unroutable { address }),
@@ -254,17 +273,22 @@ impl Transport for Amqp1 {
                 std::process::id(),
                 links.next_link
             );
-            Receiver::builder()
+            let mut session = Session::begin(&mut links.connection)
+                .await
+                .map_err(|e| TransportError::Lost(format!("begin receiver session: {e}")))?;
+            let receiver = Receiver::builder()
                 .name(name)
                 .source(address)
                 .credit_mode(CreditMode::Auto(prefetch.max(1)))
                 .auto_accept(false)
-                .attach(&mut links.session)
+                .attach(&mut session)
                 .await
                 .map_err(|e| TransportError::Attach {
                     address: address.to_owned(),
                     reason: e.to_string(),
-                })?
+                })?;
+            links.receiver_sessions.push(session);
+            receiver
         };
         let (out_tx, out_rx) = mpsc::unbounded_channel();
         let (ctl_tx, ctl_rx) = mpsc::channel(1);
@@ -282,8 +306,130 @@ impl Transport for Amqp1 {
 
     async fn close(&self) {
         let mut links = self.link.lock().await;
+        for s in links.receiver_sessions.iter_mut() {
+            let _ = s.end().await;
+        }
         let _ = links.session.end().await;
         let _ = links.connection.close().await;
+    }
+}
+
+/// A live AMQP 1.0 connection, driven by its own I/O thread.
+///
+/// fe2o3-amqp 0.14 hands a transfer to its session before it records the delivery as unsettled, so a broker
+/// that settles fast enough (loopback, TCP_NODELAY, a busy machine) has its disposition dropped and the
+/// publish never completes. Every fe2o3 task of a connection therefore runs on one current-thread runtime, and
+/// each send is polled unconstrained: nothing else on that thread runs between the transfer leaving and its
+/// entry being recorded. Closing (or dropping) the connection ends its subscriptions.
+pub struct Amqp1 {
+    commands: mpsc::UnboundedSender<Command>,
+    url: String,
+}
+
+enum Command {
+    Publish(OutgoingMessage, oneshot::Sender<Result<(), TransportError>>),
+    Subscribe(
+        String,
+        u32,
+        oneshot::Sender<Result<Subscription, TransportError>>,
+    ),
+    Close(oneshot::Sender<()>),
+}
+
+fn io_thread_gone() -> TransportError {
+    TransportError::Lost("the connection's I/O thread has stopped".into())
+}
+
+impl Amqp1 {
+    /// Connects to the first URL in `cfg.urls` that accepts a connection, session and anonymous senders.
+    pub async fn connect(cfg: &BrokerConfig, container_id: &str) -> Result<Self, TransportError> {
+        let (ready_tx, ready_rx) = oneshot::channel();
+        let (commands, mut rx) = mpsc::unbounded_channel::<Command>();
+        let cfg = cfg.clone();
+        let id = container_id.to_owned();
+        std::thread::Builder::new()
+            .name("signbus-amqp1".into())
+            .spawn(move || {
+                let runtime = match tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                {
+                    Ok(r) => r,
+                    Err(e) => {
+                        let _ =
+                            ready_tx.send(Err(TransportError::Lost(format!("I/O runtime: {e}"))));
+                        return;
+                    }
+                };
+                runtime.block_on(async move {
+                    let engine = match Engine::connect(&cfg, &id).await {
+                        Ok(e) => std::sync::Arc::new(e),
+                        Err(e) => {
+                            let _ = ready_tx.send(Err(e));
+                            return;
+                        }
+                    };
+                    let _ = ready_tx.send(Ok(engine.url.clone()));
+                    while let Some(cmd) = rx.recv().await {
+                        let engine = engine.clone();
+                        match cmd {
+                            Command::Publish(m, done) => {
+                                tokio::spawn(async move {
+                                    let _ = done.send(engine.publish(m).await);
+                                });
+                            }
+                            Command::Subscribe(address, prefetch, done) => {
+                                tokio::spawn(async move {
+                                    let _ = done.send(engine.subscribe(&address, prefetch).await);
+                                });
+                            }
+                            Command::Close(done) => {
+                                engine.close().await;
+                                let _ = done.send(());
+                                return;
+                            }
+                        }
+                    }
+                    engine.close().await;
+                });
+            })
+            .map_err(|e| TransportError::Lost(format!("spawn I/O thread: {e}")))?;
+        let url = ready_rx.await.map_err(|_| io_thread_gone())??;
+        Ok(Amqp1 { commands, url })
+    }
+
+    /// The (redacted) URL this connection reached.
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+}
+
+impl Transport for Amqp1 {
+    async fn publish(&self, msg: OutgoingMessage) -> Result<(), TransportError> {
+        let (done, wait) = oneshot::channel();
+        self.commands
+            .send(Command::Publish(msg, done))
+            .map_err(|_| io_thread_gone())?;
+        wait.await.map_err(|_| io_thread_gone())?
+    }
+
+    async fn subscribe(
+        &self,
+        address: &str,
+        prefetch: u32,
+    ) -> Result<Subscription, TransportError> {
+        let (done, wait) = oneshot::channel();
+        self.commands
+            .send(Command::Subscribe(address.to_owned(), prefetch, done))
+            .map_err(|_| io_thread_gone())?;
+        wait.await.map_err(|_| io_thread_gone())?
+    }
+
+    async fn close(&self) {
+        let (done, wait) = oneshot::channel();
+        if self.commands.send(Command::Close(done)).is_ok() {
+            let _ = wait.await;
+        }
     }
 }
 
@@ -339,6 +485,14 @@ async fn run_receiver(
                         let delivery = Delivery::new(from_amqp(message), next_token, settle_tx.clone());
                         // If nobody takes it, dropping it queues a Release for this loop to apply.
                         let _ = out.send(delivery);
+                    }
+                    Err(RecvError::MessageDecode(e)) => {
+                        // A message fe2o3 cannot decode: settle it as rejected so it is dead-lettered, not
+                        // redelivered forever, and keep the link.
+                        tracing::warn!(%address, error = %e.source, "rejecting an undecodable AMQP message");
+                        let reason = format!("undecodable AMQP message: {}", e.source);
+                        let err = AmqpErrorFrame::new(AmqpError::DecodeError, Some(reason), None);
+                        let _ = receiver.reject(e.info, err).await;
                     }
                     Err(e) => {
                         tracing::warn!(%address, error = %e, "receiver link ended");

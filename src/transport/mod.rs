@@ -108,7 +108,7 @@ pub enum Sasl {
 }
 
 /// Where and how to connect: a failover list of URLs tried in order.
-#[derive(Debug, Clone, Default, serde::Deserialize, serde::Serialize)]
+#[derive(Debug, Clone, serde::Deserialize, serde::Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct BrokerConfig {
     /// Broker URLs, `amqp://host:port` (or `amqps://`), tried in order until one connects.
@@ -129,6 +129,18 @@ pub struct BrokerConfig {
 
 fn default_publish_timeout() -> u64 {
     30
+}
+
+impl Default for BrokerConfig {
+    fn default() -> Self {
+        BrokerConfig {
+            urls: Vec::new(),
+            sasl: Sasl::default(),
+            username: None,
+            password: None,
+            publish_timeout_secs: default_publish_timeout(),
+        }
+    }
 }
 
 /// Connects to the first broker of `cfg.urls` that answers.

@@ -19,18 +19,28 @@ impl Env {
     pub fn load() -> Env {
         let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("testenv/.run/env");
         let text = std::fs::read_to_string(&path).unwrap_or_else(|e| {
-            panic!("{}: {e}. The integration tests need the real broker: run testenv/up.sh first", path.display())
+            panic!(
+                "{}: {e}. The integration tests need the real broker: run testenv/up.sh first",
+                path.display()
+            )
         });
         let vars = text
             .lines()
             .filter_map(|l| l.strip_prefix("export "))
             .filter_map(|l| l.split_once('='))
-            .map(|(k, v)| (k.to_owned(), v.trim_matches(|c| c == '"' || c == '\'').to_owned()))
+            .map(|(k, v)| {
+                (
+                    k.to_owned(),
+                    v.trim_matches(|c| c == '"' || c == '\'').to_owned(),
+                )
+            })
             .collect();
         Env { vars }
     }
     pub fn get(&self, k: &str) -> &str {
-        self.vars.get(k).unwrap_or_else(|| panic!("testenv/.run/env lacks {k}"))
+        self.vars
+            .get(k)
+            .unwrap_or_else(|| panic!("testenv/.run/env lacks {k}"))
     }
     pub fn gnupg_home(&self) -> &str {
         self.get("GNUPGHOME")
@@ -48,13 +58,21 @@ impl Env {
 
 /// A unique name for this test's queues and task ids.
 pub fn unique(prefix: &str) -> String {
-    format!("{prefix}-{}", &uuid::Uuid::new_v4().simple().to_string()[..12])
+    format!(
+        "{prefix}-{}",
+        &uuid::Uuid::new_v4().simple().to_string()[..12]
+    )
 }
 
 /// Declares a request queue `name` (dead-lettering into `name.dead`) through the management API.
 pub fn declare_request_queue(env: &Env, name: &str) {
     let dead = format!("{name}.dead");
-    mgmt(env, "PUT", &format!("/api/queues/%2F/{dead}"), r#"{"durable":false,"auto_delete":false}"#);
+    mgmt(
+        env,
+        "PUT",
+        &format!("/api/queues/%2F/{dead}"),
+        r#"{"durable":false,"auto_delete":false}"#,
+    );
     let args = format!(
         r#"{{"durable":false,"auto_delete":false,"arguments":{{"x-dead-letter-exchange":"","x-dead-letter-routing-key":"{dead}"}}}}"#
     );
@@ -71,12 +89,27 @@ pub fn delete_request_queue(env: &Env, name: &str) {
 pub fn mgmt(env: &Env, method: &str, path: &str, body: &str) -> String {
     let url = format!("{}{}", env.get("SIGNBUS_MGMT_URL"), path);
     let mut cmd = Command::new("curl");
-    cmd.args(["-sS", "--fail-with-body", "-u", "guest:guest", "-X", method, "-H", "content-type: application/json", &url]);
+    cmd.args([
+        "-sS",
+        "--fail-with-body",
+        "-u",
+        "guest:guest",
+        "-X",
+        method,
+        "-H",
+        "content-type: application/json",
+        &url,
+    ]);
     if !body.is_empty() {
         cmd.args(["-d", body]);
     }
     let out = cmd.output().expect("curl runs");
-    assert!(out.status.success(), "{method} {url}: {}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{method} {url}: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
@@ -122,7 +155,13 @@ impl Server {
         let path = dir.path().join("server.yaml");
         std::fs::write(&path, config).unwrap();
         let mut child = Command::new(env!("CARGO_BIN_EXE_signbus"))
-            .args(["serve", "--config", path.to_str().unwrap(), "--log-format", "json"])
+            .args([
+                "serve",
+                "--config",
+                path.to_str().unwrap(),
+                "--log-format",
+                "json",
+            ])
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
             .spawn()
@@ -145,9 +184,16 @@ impl Server {
                 break;
             }
             if let Some(status) = child.try_wait().unwrap() {
-                panic!("server exited with {status}: {}", log.lock().unwrap().join("\n"));
+                panic!(
+                    "server exited with {status}: {}",
+                    log.lock().unwrap().join("\n")
+                );
             }
-            assert!(started.elapsed() < Duration::from_secs(30), "server did not start: {}", log.lock().unwrap().join("\n"));
+            assert!(
+                started.elapsed() < Duration::from_secs(30),
+                "server did not start: {}",
+                log.lock().unwrap().join("\n")
+            );
         }
         Server { child, dir, log }
     }
@@ -178,7 +224,9 @@ impl Drop for Server {
         if self.child.try_wait().ok().flatten().is_none() {
             unsafe_kill(self.child.id(), "TERM");
             let started = Instant::now();
-            while self.child.try_wait().ok().flatten().is_none() && started.elapsed() < Duration::from_secs(20) {
+            while self.child.try_wait().ok().flatten().is_none()
+                && started.elapsed() < Duration::from_secs(20)
+            {
                 std::thread::sleep(Duration::from_millis(50));
             }
             let _ = self.child.kill();
@@ -189,7 +237,9 @@ impl Drop for Server {
 
 /// Sends a signal with kill(1).
 pub fn unsafe_kill(pid: u32, sig: &str) {
-    let _ = Command::new("kill").args([&format!("-{sig}"), &pid.to_string()]).status();
+    let _ = Command::new("kill")
+        .args([&format!("-{sig}"), &pid.to_string()])
+        .status();
 }
 
 /// A pubtools-sign client config for the testenv broker, sending to `queue`.
@@ -218,7 +268,13 @@ pub fn client_config(env: &Env, queue: &str, timeout: u64) -> String {
 }
 
 /// Verifies an image signature with skopeo against the testenv keyring. Returns skopeo's output or panics.
-pub fn skopeo_verify(env: &Env, manifest: &[u8], reference: &str, fingerprint: &str, signature: &[u8]) -> Result<String, String> {
+pub fn skopeo_verify(
+    env: &Env,
+    manifest: &[u8],
+    reference: &str,
+    fingerprint: &str,
+    signature: &[u8],
+) -> Result<String, String> {
     let dir = tempfile::tempdir().unwrap();
     let m = dir.path().join("manifest");
     let s = dir.path().join("signature");
@@ -226,10 +282,20 @@ pub fn skopeo_verify(env: &Env, manifest: &[u8], reference: &str, fingerprint: &
     std::fs::write(&s, signature).unwrap();
     let out = Command::new("skopeo")
         .env("GNUPGHOME", env.gnupg_home())
-        .args(["standalone-verify", m.to_str().unwrap(), reference, fingerprint, s.to_str().unwrap()])
+        .args([
+            "standalone-verify",
+            m.to_str().unwrap(),
+            reference,
+            fingerprint,
+            s.to_str().unwrap(),
+        ])
         .output()
         .expect("skopeo runs");
-    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
     if out.status.success() {
         Ok(text)
     } else {
@@ -250,6 +316,10 @@ pub fn gpg_payload(env: &Env, signature: &[u8]) -> Vec<u8> {
         .unwrap();
     child.stdin.take().unwrap().write_all(signature).unwrap();
     let out = child.wait_with_output().unwrap();
-    assert!(out.status.success(), "gpg --decrypt: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "gpg --decrypt: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     out.stdout
 }
