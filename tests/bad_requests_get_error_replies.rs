@@ -43,10 +43,8 @@ fn request(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn each_bad_request_gets_an_error_reply_naming_the_problem_and_no_signature() {
-    let env = Env::load();
-    let queue = unique("bad");
-    declare_request_queue(&env, &queue);
-    let server = Server::start(&server_config(&env, &queue, ""));
+    let bed = Bed::start("bad", "");
+    let (env, queue) = (&bed.env, &bed.queue);
     let task = unique("task");
     let ed = env.key_ed25519().to_owned();
     let short = &ed[ed.len() - 8..];
@@ -141,9 +139,7 @@ async fn each_bad_request_gets_an_error_reply_naming_the_problem_and_no_signatur
     while got.len() < cases.len() + 1 {
         let d = tokio::time::timeout(Duration::from_secs(20), replies.next())
             .await
-            .unwrap_or_else(|_| {
-                panic!("only {} replies; server log:\n{}", got.len(), server.logs())
-            })
+            .unwrap_or_else(|_| panic!("only {} replies; server log:\n{}", got.len(), bed.logs()))
             .unwrap();
         let v: Value = serde_json::from_slice(&d.message().body).unwrap();
         d.settle(Settlement::Accept).await.unwrap();
@@ -178,16 +174,12 @@ async fn each_bad_request_gets_an_error_reply_naming_the_problem_and_no_signatur
         .as_str()
         .is_some_and(|s| !s.is_empty()));
     conn.close().await;
-    drop(server);
-    delete_request_queue(&env, &queue);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn unanswerable_messages_are_dead_lettered_not_dropped() {
-    let env = Env::load();
-    let queue = unique("dlq");
-    declare_request_queue(&env, &queue);
-    let server = Server::start(&server_config(&env, &queue, ""));
+    let bed = Bed::start("dlq", "");
+    let (env, queue) = (&bed.env, &bed.queue);
     let conn = transport::connect(
         &BrokerConfig {
             urls: vec![env.amqp_url().into()],
@@ -219,10 +211,10 @@ async fn unanswerable_messages_are_dead_lettered_not_dropped() {
         assert!(
             started.elapsed() < Duration::from_secs(20),
             "dead-letter queue got {seen:?}; log:\n{}",
-            server.logs()
+            bed.logs()
         );
         let got = mgmt(
-            &env,
+            env,
             "POST",
             &format!("/api/queues/%2F/{queue}.dead/get"),
             r#"{"count":10,"ackmode":"ack_requeue_false","encoding":"auto"}"#,
@@ -245,7 +237,7 @@ async fn unanswerable_messages_are_dead_lettered_not_dropped() {
     let mut want = bodies.to_vec();
     want.sort();
     assert_eq!(seen, want);
-    let logs = server.logs();
+    let logs = bed.logs();
     assert!(
         logs.contains("not valid JSON")
             && logs.contains("no request_id")
@@ -253,6 +245,4 @@ async fn unanswerable_messages_are_dead_lettered_not_dropped() {
         "{logs}"
     );
     conn.close().await;
-    drop(server);
-    delete_request_queue(&env, &queue);
 }

@@ -23,13 +23,10 @@ fn run(bin: &std::path::Path, args: &[&str]) -> (i32, String, String) {
 
 #[test]
 fn json_raw_and_symlinked_invocations_sign_and_exit_zero() {
-    let env = Env::load();
-    let queue = unique("cli");
-    declare_request_queue(&env, &queue);
-    let server = Server::start(&server_config(&env, &queue, ""));
+    let bed = Bed::start("cli", "");
+    let env = &bed.env;
     let dir = tempfile::tempdir().unwrap();
-    let cfg = dir.path().join("conf.yaml");
-    std::fs::write(&cfg, client_config(&env, &queue, 15)).unwrap();
+    let cfg = bed.requester_config_file(dir.path(), 15);
     let bin = std::path::PathBuf::from(env!("CARGO_BIN_EXE_signbus"));
     let task = unique("t");
     let common_args = |raw: bool| {
@@ -59,7 +56,7 @@ fn json_raw_and_symlinked_invocations_sign_and_exit_zero() {
     let mut args = vec!["msg-container-sign"];
     args.extend(common_args(false));
     let (code, stdout, stderr) = run(&bin, &args);
-    assert_eq!(code, 0, "{stderr}\n{}", server.logs());
+    assert_eq!(code, 0, "{stderr}\n{}", bed.logs());
     assert!(stdout.starts_with(r#"{"signer_result": {"status": "ok", "error_message": ""}, "operation_results": [[{"msg": {"sig_key_id": ""#), "{stdout}");
     let v: Value = serde_json::from_str(&stdout).unwrap();
     let results = v["operation_results"].as_array().unwrap();
@@ -100,7 +97,7 @@ fn json_raw_and_symlinked_invocations_sign_and_exit_zero() {
         let reference = format!("registry.example.com/ns/repo:{}", i + 1);
         let manifest_for_digest = b"0"; // sha256("0") = DIGEST
         skopeo_verify(
-            &env,
+            env,
             manifest_for_digest,
             &reference,
             env.key_ed25519(),
@@ -108,19 +105,14 @@ fn json_raw_and_symlinked_invocations_sign_and_exit_zero() {
         )
         .unwrap();
     }
-    drop(server);
-    delete_request_queue(&env, &queue);
 }
 
 #[test]
 fn refused_and_unanswered_requests_exit_one_and_say_why() {
-    let env = Env::load();
-    let queue = unique("cli-err");
-    declare_request_queue(&env, &queue);
-    let server = Server::start(&server_config(&env, &queue, ""));
+    let mut bed = Bed::start("cli-err", "");
+    let env = &bed.env;
     let dir = tempfile::tempdir().unwrap();
-    let cfg = dir.path().join("conf.yaml");
-    std::fs::write(&cfg, client_config(&env, &queue, 15)).unwrap();
+    let cfg = bed.requester_config_file(dir.path(), 15);
     let bin = std::path::PathBuf::from(env!("CARGO_BIN_EXE_signbus"));
     let task = unique("t");
     let base = [
@@ -152,11 +144,11 @@ fn refused_and_unanswered_requests_exit_one_and_say_why() {
     assert!(stderr.contains("unknown signing key"), "{stderr}");
 
     // Nobody consumes this queue: the client gives up after timeout × retries × send_retries, says how many.
-    drop(server);
+    drop(bed.server.take());
     let cfg2 = dir.path().join("slow.yaml");
     std::fs::write(
         &cfg2,
-        client_config(&env, &queue, 1).replace("retries: 2", "retries: 1"),
+        client_config(env, &bed.queue, 1).replace("retries: 2", "retries: 1"),
     )
     .unwrap();
     let mut args = vec![
@@ -200,5 +192,4 @@ fn refused_and_unanswered_requests_exit_one_and_say_why() {
     );
     assert_eq!(code, 1);
     assert!(stderr.contains("--digest \"sha256:12\""), "{stderr}");
-    delete_request_queue(&env, &queue);
 }

@@ -7,10 +7,7 @@ use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
 use common::*;
 use serde_json::Value;
-use signbus::requester::{self, config::RequesterConfig, ContainerSignInput, Retry};
-use signbus::transport::{self, BrokerConfig, Sasl};
-use std::path::Path;
-use std::time::Instant;
+use signbus::requester::ContainerSignInput;
 
 fn digest_of(bytes: &[u8]) -> String {
     use sha2::Digest;
@@ -19,11 +16,8 @@ fn digest_of(bytes: &[u8]) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn signs_n_references_and_every_signature_verifies_with_skopeo() {
-    let env = Env::load();
-    let queue = unique("e2e");
-    declare_request_queue(&env, &queue);
-    let server = Server::start(&server_config(&env, &queue, ""));
-
+    let bed = Bed::start("e2e", "");
+    let env = &bed.env;
     let n = 200;
     let manifests: Vec<Vec<u8>> = (0..n)
         .map(|i| format!("{{\"manifest\": {i}}}").into_bytes())
@@ -31,39 +25,17 @@ async fn signs_n_references_and_every_signature_verifies_with_skopeo() {
     let references: Vec<String> = (0..n)
         .map(|i| format!("registry.example.com/ns/repo{}:tag-{i}", i % 7))
         .collect();
-    let cfg_text = client_config(&env, &queue, 20);
-    let cfg = RequesterConfig::parse(&cfg_text, Path::new("client.yaml"), |_| None).unwrap();
-    let cfg = cfg.single().unwrap().clone();
     let task_id = unique("task");
     let input = ContainerSignInput {
         digests: manifests.iter().map(|m| digest_of(m)).collect(),
         references: references.clone(),
         signing_keys: vec![env.key_ed25519().to_owned()],
-        signing_key_names: vec![],
         task_id: task_id.clone(),
         requester: Some("tester".into()),
-    };
-    let requests = requester::prepare_container(&cfg, "tester", &input).unwrap();
-    let vars = requester::template_vars(&cfg, "tester", &task_id, Some("tester"));
-    let listen = requester::format_address(&cfg.topic_listen_to, &vars).unwrap();
-    let broker = BrokerConfig {
-        urls: vec![env.amqp_url().to_owned()],
-        sasl: Sasl::Anonymous,
         ..Default::default()
     };
-    let conn = transport::connect(&broker, "e2e-requester").await.unwrap();
-
-    let started = Instant::now();
-    let ex = requester::send_and_receive(
-        &conn,
-        &requests,
-        &listen,
-        "request_id",
-        Retry::from_config(&cfg),
-    )
-    .await;
-    let elapsed = started.elapsed();
-    assert!(ex.error.is_none(), "{:?}\n{}", ex.error, server.logs());
+    let (requests, ex, elapsed) = bed.sign(&input).await;
+    assert!(ex.error.is_none(), "{:?}\n{}", ex.error, bed.logs());
     assert_eq!(ex.replies.len(), n);
     println!(
         "throughput: {n} signatures in {:.2} s = {:.0} signatures/s with 2 signing workers (ed25519, AMQP 1.0, one requester)",
@@ -91,15 +63,15 @@ async fn signs_n_references_and_every_signature_verifies_with_skopeo() {
         let sent_claim = STANDARD
             .decode(req.body["claim_file"].as_str().unwrap())
             .unwrap();
-        assert_eq!(gpg_payload(&env, &sig), sent_claim);
+        assert_eq!(gpg_payload(env, &sig), sent_claim);
         // Checking every one with skopeo takes a while; check a spread, always the first and last.
         if i % 25 == 0 || i == n - 1 {
-            let out = skopeo_verify(&env, &manifests[i], &references[i], env.key_ed25519(), &sig)
+            let out = skopeo_verify(env, &manifests[i], &references[i], env.key_ed25519(), &sig)
                 .unwrap_or_else(|e| panic!("skopeo rejected signature {i}: {e}"));
             assert!(out.contains("Signature verified"), "{out}");
             // And not for another image or identity.
             assert!(skopeo_verify(
-                &env,
+                env,
                 &manifests[(i + 1) % n],
                 &references[i],
                 env.key_ed25519(),
@@ -107,7 +79,7 @@ async fn signs_n_references_and_every_signature_verifies_with_skopeo() {
             )
             .is_err());
             assert!(skopeo_verify(
-                &env,
+                env,
                 &manifests[i],
                 "registry.example.com/ns/other:x",
                 env.key_ed25519(),
@@ -125,60 +97,30 @@ async fn signs_n_references_and_every_signature_verifies_with_skopeo() {
             Value::String(digest_of(&manifests[i]))
         );
     }
-    conn_close(conn).await;
-    drop(server);
-    delete_request_queue(&env, &queue);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rsa_key_by_name_signs_and_verifies() {
-    let env = Env::load();
-    let queue = unique("rsa");
-    declare_request_queue(&env, &queue);
-    let _server = Server::start(&server_config(&env, &queue, ""));
-    let cfg_text = client_config(&env, &queue, 20);
-    let cfg = RequesterConfig::parse(&cfg_text, Path::new("c"), |_| None)
-        .unwrap()
-        .single()
-        .unwrap()
-        .clone();
+    let bed = Bed::start("rsa", "");
+    let env = &bed.env;
     let manifest = b"rsa manifest".to_vec();
-    let task_id = unique("t");
     let input = ContainerSignInput {
         digests: vec![digest_of(&manifest)],
         references: vec!["quay.example.org:5000/a/b/c:v1".into()],
         signing_keys: vec![env.key_rsa().to_owned()],
         signing_key_names: vec!["rsa".into()],
-        task_id: task_id.clone(),
+        task_id: unique("t"),
         requester: Some("tester".into()),
     };
-    let requests = requester::prepare_container(&cfg, "tester", &input).unwrap();
+    let (requests, ex, _) = bed.sign(&input).await;
     assert_eq!(requests[0].body["repo"], "a/b/c");
-    let listen = requester::format_address(
-        &cfg.topic_listen_to,
-        &requester::template_vars(&cfg, "tester", &task_id, None),
-    )
-    .unwrap();
-    let broker = BrokerConfig {
-        urls: vec![env.amqp_url().to_owned()],
-        ..Default::default()
-    };
-    let conn = transport::connect(&broker, "rsa-requester").await.unwrap();
-    let ex = requester::send_and_receive(
-        &conn,
-        &requests,
-        &listen,
-        "request_id",
-        Retry::from_config(&cfg),
-    )
-    .await;
     assert!(ex.error.is_none(), "{:?}", ex.error);
     let (doc, _) = &ex.replies[&requests[0].id];
     let sig = STANDARD
         .decode(doc["msg"]["signed_claim"].as_str().unwrap())
         .unwrap();
     skopeo_verify(
-        &env,
+        env,
         &manifest,
         "quay.example.org:5000/a/b/c:v1",
         env.key_rsa(),
@@ -186,17 +128,11 @@ async fn rsa_key_by_name_signs_and_verifies() {
     )
     .unwrap();
     assert!(skopeo_verify(
-        &env,
+        env,
         &manifest,
         "quay.example.org:5000/a/b/c:v1",
         env.key_ed25519(),
         &sig
     )
     .is_err());
-    conn_close(conn).await;
-}
-
-async fn conn_close(conn: signbus::transport::amqp1::Amqp1) {
-    use signbus::transport::Transport;
-    conn.close().await;
 }

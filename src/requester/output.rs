@@ -91,32 +91,10 @@ pub fn render(
     result_field: &str,
     raw: bool,
 ) -> Rendered {
-    let mut failures: Vec<String> = Vec::new();
-    for r in requests {
-        if let Some((doc, _)) = ex.replies.get(&r.id) {
-            for e in doc
-                .pointer("/msg/errors")
-                .and_then(Value::as_array)
-                .into_iter()
-                .flatten()
-            {
-                failures.push(format!(
-                    "{}: {}",
-                    r.id,
-                    e.as_str().map_or_else(|| e.to_string(), str::to_owned)
-                ));
-            }
-        }
-    }
     let failed_requests = requests
         .iter()
-        .filter(|r| {
-            ex.replies.get(&r.id).is_some_and(|(d, _)| {
-                d.pointer("/msg/errors")
-                    .and_then(Value::as_array)
-                    .is_some_and(|a| !a.is_empty())
-            })
-        })
+        .filter_map(|r| ex.replies.get(&r.id))
+        .filter(|(doc, _)| !reply_errors(doc).is_empty())
         .count();
     let missing = ex.missing(requests).len();
     let mut error_message = String::new();
@@ -139,32 +117,18 @@ pub fn render(
     if raw {
         let mut stdout = String::new();
         let mut stderr = String::new();
-        for r in requests {
-            match ex.replies.get(&r.id) {
-                Some((doc, _)) => {
-                    let errors = doc
-                        .pointer("/msg/errors")
-                        .and_then(Value::as_array)
-                        .cloned()
-                        .unwrap_or_default();
-                    if errors.is_empty() {
-                        let v = doc
-                            .pointer(&format!("/msg/{result_field}"))
-                            .and_then(Value::as_str)
-                            .unwrap_or("");
-                        stdout.push_str(v);
-                        stdout.push('\n');
-                    } else {
-                        for e in errors {
-                            let _ = writeln!(
-                                stderr,
-                                "{}",
-                                e.as_str().map_or_else(|| e.to_string(), str::to_owned)
-                            );
-                        }
-                    }
-                }
-                None => {}
+        for (doc, _) in requests.iter().filter_map(|r| ex.replies.get(&r.id)) {
+            let errors = reply_errors(doc);
+            if errors.is_empty() {
+                let v = doc
+                    .pointer(&format!("/msg/{result_field}"))
+                    .and_then(Value::as_str)
+                    .unwrap_or("");
+                stdout.push_str(v);
+                stdout.push('\n');
+            }
+            for e in errors {
+                let _ = writeln!(stderr, "{e}");
             }
         }
         if let Some(e) = &ex.error {
@@ -210,6 +174,16 @@ pub fn render(
         stderr,
         exit_code: i32::from(status == "error"),
     }
+}
+
+/// The `msg.errors` of a reply, as strings.
+fn reply_errors(doc: &Value) -> Vec<String> {
+    doc.pointer("/msg/errors")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .map(|e| e.as_str().map_or_else(|| e.to_string(), str::to_owned))
+        .collect()
 }
 
 fn summary(total: usize, failed: usize, missing: usize) -> String {

@@ -323,3 +323,84 @@ pub fn gpg_payload(env: &Env, signature: &[u8]) -> Vec<u8> {
     );
     out.stdout
 }
+
+/// One test's world: the env, a request queue of its own, and a server consuming it. Deletes the queue on drop.
+pub struct Bed {
+    pub env: Env,
+    pub queue: String,
+    pub server: Option<Server>,
+}
+
+impl Bed {
+    /// Declares a queue named after `prefix` and starts a server on it (`extra_server` adds `server:` keys).
+    pub fn start(prefix: &str, extra_server: &str) -> Bed {
+        let env = Env::load();
+        let queue = unique(prefix);
+        declare_request_queue(&env, &queue);
+        let server = Some(Server::start(&server_config(&env, &queue, extra_server)));
+        Bed { env, queue, server }
+    }
+
+    /// The server's log so far.
+    pub fn logs(&self) -> String {
+        self.server.as_ref().map(Server::logs).unwrap_or_default()
+    }
+
+    /// The pubtools-sign `msg_signer` section for this queue.
+    pub fn requester_config(&self, timeout: u64) -> signbus::requester::MsgSignerConfig {
+        let text = client_config(&self.env, &self.queue, timeout);
+        let parsed = signbus::requester::RequesterConfig::parse(
+            &text,
+            std::path::Path::new("client.yaml"),
+            |_| None,
+        );
+        parsed.unwrap().single().unwrap().clone()
+    }
+
+    /// A pubtools-sign config file for this queue, in `dir`.
+    pub fn requester_config_file(&self, dir: &std::path::Path, timeout: u64) -> PathBuf {
+        let path = dir.join("conf.yaml");
+        std::fs::write(&path, client_config(&self.env, &self.queue, timeout)).unwrap();
+        path
+    }
+
+    /// Signs `input` through the library requester; returns the requests, replies and elapsed time.
+    pub async fn sign(
+        &self,
+        input: &signbus::requester::ContainerSignInput,
+    ) -> (
+        Vec<signbus::requester::PreparedRequest>,
+        signbus::requester::Exchange,
+        Duration,
+    ) {
+        use signbus::requester;
+        let cfg = self.requester_config(20);
+        let requests = requester::prepare_container(&cfg, "tester", input).unwrap();
+        let vars =
+            requester::template_vars(&cfg, "tester", &input.task_id, input.requester.as_deref());
+        let listen = requester::format_address(&cfg.topic_listen_to, &vars).unwrap();
+        let conn = connect(&self.env, "bed-requester").await;
+        let started = Instant::now();
+        let retry = requester::Retry::from_config(&cfg);
+        let ex = requester::send_and_receive(&conn, &requests, &listen, "request_id", retry).await;
+        let elapsed = started.elapsed();
+        signbus::transport::Transport::close(&conn).await;
+        (requests, ex, elapsed)
+    }
+}
+
+impl Drop for Bed {
+    fn drop(&mut self) {
+        self.server.take();
+        delete_request_queue(&self.env, &self.queue);
+    }
+}
+
+/// An AMQP 1.0 connection to the testenv broker.
+pub async fn connect(env: &Env, name: &str) -> signbus::transport::amqp1::Amqp1 {
+    let cfg = signbus::transport::BrokerConfig {
+        urls: vec![env.amqp_url().into()],
+        ..Default::default()
+    };
+    signbus::transport::connect(&cfg, name).await.unwrap()
+}
