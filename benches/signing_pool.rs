@@ -30,25 +30,39 @@ fn naive(home: &str, fpr: &str) -> f64 {
         let mut ctx = gpgme::Context::from_protocol(gpgme::Protocol::OpenPgp).unwrap();
         ctx.set_engine_home_dir(home).unwrap();
         ctx.set_armor(false);
-        ctx.set_pinentry_mode(gpgme::PinentryMode::Loopback).unwrap();
+        ctx.set_pinentry_mode(gpgme::PinentryMode::Loopback)
+            .unwrap();
         let key = ctx.get_secret_key(fpr).unwrap();
         ctx.add_signer(&key).unwrap();
         let mut out = Vec::new();
-        ctx.sign_normal(format!("claim {i}").as_bytes(), &mut out).unwrap();
+        ctx.sign_normal(format!("claim {i}").as_bytes(), &mut out)
+            .unwrap();
         assert!(!out.is_empty());
     }
     N as f64 / started.elapsed().as_secs_f64()
 }
 
 fn pool(rt: &tokio::runtime::Runtime, home: &str, fpr: &str, workers: usize) -> f64 {
-    let keys = resolve_keys(Some(home.as_ref()), &[KeyConfig { id: fpr.into(), name: None, aliases: vec![] }]).unwrap();
+    let keys = resolve_keys(
+        Some(home.as_ref()),
+        &[KeyConfig {
+            id: fpr.into(),
+            name: None,
+            aliases: vec![],
+        }],
+    )
+    .unwrap();
     let pool = Arc::new(GpgmePool::start(Some(home.into()), keys, workers).unwrap());
     let rate = rt.block_on(async {
         let started = Instant::now();
         let mut set = tokio::task::JoinSet::new();
         for i in 0..N {
             let (pool, fpr) = (pool.clone(), fpr.to_owned());
-            set.spawn(async move { pool.sign(&fpr, SignMode::Normal, format!("claim {i}").into_bytes()).await.unwrap() });
+            set.spawn(async move {
+                pool.sign(&fpr, SignMode::Normal, format!("claim {i}").into_bytes())
+                    .await
+                    .unwrap()
+            });
         }
         while let Some(r) = set.join_next().await {
             assert!(!r.unwrap().is_empty());
@@ -63,17 +77,29 @@ fn pool(rt: &tokio::runtime::Runtime, home: &str, fpr: &str, workers: usize) -> 
 
 fn main() {
     let home = env_var("GNUPGHOME");
-    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap();
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-    for (label, fpr) in [("ed25519", env_var("SIGNBUS_TEST_KEY")), ("rsa4096", env_var("SIGNBUS_TEST_KEY_RSA"))] {
+    for (label, fpr) in [
+        ("ed25519", env_var("SIGNBUS_TEST_KEY")),
+        ("rsa4096", env_var("SIGNBUS_TEST_KEY_RSA")),
+    ] {
         let one = pool(&rt, &home, &fpr, 1);
         let naive = naive(&home, &fpr);
         println!("{label}: {N} signatures each, {cores} cores");
-        println!("  new context per signature : {naive:8.1} sig/s  ({:.2}x of 1-worker pool)", naive / one);
+        println!(
+            "  new context per signature : {naive:8.1} sig/s  ({:.2}x of 1-worker pool)",
+            naive / one
+        );
         println!("  pool, 1 worker            : {one:8.1} sig/s  (1.00x)");
         for w in [2, 4] {
             let r = pool(&rt, &home, &fpr, w);
-            println!("  pool, {w} workers           : {r:8.1} sig/s  ({:.2}x)", r / one);
+            println!(
+                "  pool, {w} workers           : {r:8.1} sig/s  ({:.2}x)",
+                r / one
+            );
         }
     }
 }

@@ -29,6 +29,10 @@ pub enum Command {
     Serve(ServeArgs),
     /// Sign container images (pubtools-sign-msg-container-sign).
     MsgContainerSign(ContainerSignArgs),
+    /// Clearsign texts (pubtools-sign-msg-clear-sign).
+    MsgClearSign(ClearSignArgs),
+    /// Make detached signatures of files (pubtools-sign-msg-blob-sign).
+    MsgBlobSign(BlobSignArgs),
 }
 
 /// `signbus serve`.
@@ -108,16 +112,75 @@ pub struct ContainerSignArgs {
         default_value = "INFO"
     )]
     pub log_level: LogLevel,
-    /// Signer type (batch arrives with batch support).
+    /// Signer type: one message per reference × key, or batches (`msg_batch_signer`, `chunk_size`).
     #[arg(long = "signer-type", value_enum, default_value = "single")]
     pub signer_type: SignerType,
 }
 
-/// Maps an argv[0] name to the subcommand it stands for.
+/// The flags every requester command shares, as pubtools-sign names them.
+#[derive(Debug, Args)]
+pub struct RequesterArgs {
+    /// Key to sign with: fingerprint (its last 8 characters are sent) or an alias from key_aliases. Repeatable.
+    #[arg(long = "signing-key", required = true)]
+    pub signing_key: Vec<String>,
+    /// Task id identifier (usually pub task-id).
+    #[arg(long = "task-id", required = true)]
+    pub task_id: String,
+    /// Path to the config file.
+    #[arg(long = "config-file")]
+    pub config_file: Option<String>,
+    /// Use this requester instead of the certificate's CN.
+    #[arg(long)]
+    pub requester: Option<String>,
+    /// Print one result per line instead of JSON.
+    #[arg(long)]
+    pub raw: bool,
+    /// Log level.
+    #[arg(
+        long = "log-level",
+        value_enum,
+        ignore_case = true,
+        default_value = "INFO"
+    )]
+    pub log_level: LogLevel,
+}
+
+/// `msg-clear-sign`, flag for flag pubtools-sign's.
+#[derive(Debug, Args)]
+pub struct ClearSignArgs {
+    #[command(flatten)]
+    pub common: RequesterArgs,
+    /// Repository reference.
+    #[arg(long)]
+    pub repo: Option<String>,
+    /// Texts to sign; `@path` reads the text from a file.
+    pub inputs: Vec<String>,
+}
+
+/// `msg-blob-sign`, flag for flag pubtools-sign's.
+#[derive(Debug, Args)]
+pub struct BlobSignArgs {
+    #[command(flatten)]
+    pub common: RequesterArgs,
+    /// Key name sent beside each --signing-key (same order). Repeatable.
+    #[arg(long = "signing-key-name")]
+    pub signing_key_name: Vec<String>,
+    /// File whose contents are signed. Repeatable.
+    #[arg(long = "blob-file", required = true)]
+    pub blob_file: Vec<String>,
+    /// Signer type (pubtools-sign supports only single for blobs).
+    #[arg(long = "signer-type", value_enum, default_value = "single")]
+    pub signer_type: SignerType,
+}
+
+/// Maps an argv[0] name to the subcommand it stands for: `pubtools-sign-msg-container-sign` runs
+/// `msg-container-sign`; `pubtools-sign` (the bundle) takes the subcommand as its first argument.
 pub fn alias_subcommand(argv0: &str) -> Option<&'static str> {
     let base = std::path::Path::new(argv0).file_name()?.to_str()?;
     match base {
         "pubtools-sign-msg-container-sign" => Some("msg-container-sign"),
+        "pubtools-sign-msg-clear-sign" => Some("msg-clear-sign"),
+        "pubtools-sign-msg-blob-sign" => Some("msg-blob-sign"),
         _ => None,
     }
 }
@@ -139,6 +202,8 @@ pub async fn run(cli: Cli) -> Result<i32> {
     match cli.command {
         Command::Serve(a) => serve(a).await,
         Command::MsgContainerSign(a) => container_sign(a).await,
+        Command::MsgClearSign(a) => clear_sign(a).await,
+        Command::MsgBlobSign(a) => blob_sign(a).await,
     }
 }
 
@@ -240,16 +305,58 @@ fn expand_home(p: &str) -> PathBuf {
     }
 }
 
+/// Loads the pubtools-sign config section a command uses and works out the requester name.
+fn load_section(
+    config_file: Option<&str>,
+    batch: bool,
+    requester: Option<&str>,
+) -> Result<(requester::MsgSignerConfig, String)> {
+    let home = std::env::var_os("HOME").map(PathBuf::from);
+    let path = requester::config::locate(config_file, home.as_deref())?;
+    let file = RequesterConfig::load(&path)?;
+    let cfg = if batch { file.batch()? } else { file.single()? }.clone();
+    let creator = creator(&cfg, requester)?;
+    Ok((cfg, creator))
+}
+
+/// Sends `requests`, waits for the replies, prints pubtools-sign's output; returns the exit code.
+async fn exchange_and_print(
+    cfg: &requester::MsgSignerConfig,
+    creator: &str,
+    common: &RequesterArgs,
+    requests: Vec<requester::PreparedRequest>,
+    operation: serde_json::Value,
+    result_field: &str,
+) -> Result<i32> {
+    let vars = requester::template_vars(cfg, creator, &common.task_id, common.requester.as_deref());
+    let listen = requester::format_address(&cfg.topic_listen_to, &vars)?;
+    let id = format!("signbus-requester-{}", uuid::Uuid::new_v4());
+    let transport = transport::connect(&broker_config(&cfg.messaging_brokers), &id)
+        .await
+        .context("connecting to messaging_brokers")?;
+    tracing::info!(requests = requests.len(), listen = %listen, "signing");
+    let retry = Retry::from_config(cfg);
+    let ex =
+        requester::send_and_receive(&transport, &requests, &listen, &cfg.message_id_key, retry)
+            .await;
+    transport.close().await;
+    let r = output::render(
+        &requests,
+        &ex,
+        operation,
+        &common.signing_key,
+        result_field,
+        common.raw,
+    );
+    print!("{}", r.stdout);
+    eprint!("{}", r.stderr);
+    Ok(r.exit_code)
+}
+
 async fn container_sign(a: ContainerSignArgs) -> Result<i32> {
     requester_logging(a.log_level);
-    if a.signer_type == SignerType::Batch {
-        bail!("--signer-type batch is not supported yet; use single");
-    }
-    let home = std::env::var_os("HOME").map(PathBuf::from);
-    let path = requester::config::locate(a.config_file.as_deref(), home.as_deref())?;
-    let file = RequesterConfig::load(&path)?;
-    let cfg = file.single()?.clone();
-    let creator = creator(&cfg, a.requester.as_deref())?;
+    let batch = a.signer_type == SignerType::Batch;
+    let (cfg, creator) = load_section(a.config_file.as_deref(), batch, a.requester.as_deref())?;
     let input = ContainerSignInput {
         digests: a.digest.clone(),
         references: a.reference.clone(),
@@ -258,25 +365,11 @@ async fn container_sign(a: ContainerSignArgs) -> Result<i32> {
         task_id: a.task_id.clone(),
         requester: a.requester.clone(),
     };
-    let requests = requester::prepare_container(&cfg, &creator, &input)?;
-    let vars = requester::template_vars(&cfg, &creator, &a.task_id, a.requester.as_deref());
-    let listen = requester::format_address(&cfg.topic_listen_to, &vars)?;
-    let transport = transport::connect(
-        &broker_config(&cfg.messaging_brokers),
-        &format!("signbus-requester-{}", uuid::Uuid::new_v4()),
-    )
-    .await
-    .context("connecting to messaging_brokers")?;
-    tracing::info!(requests = requests.len(), listen = %listen, "signing");
-    let ex = requester::send_and_receive(
-        &transport,
-        &requests,
-        &listen,
-        &cfg.message_id_key,
-        Retry::from_config(&cfg),
-    )
-    .await;
-    transport.close().await;
+    let requests = if batch {
+        requester::prepare_batch(&cfg, &creator, &input)?
+    } else {
+        requester::prepare_container(&cfg, &creator, &input)?
+    };
     let operation = serde_json::json!({
         "digests": a.digest,
         "references": a.reference,
@@ -285,15 +378,76 @@ async fn container_sign(a: ContainerSignArgs) -> Result<i32> {
         "task_id": a.task_id,
         "requester": a.requester,
     });
-    let r = output::render(
-        &requests,
-        &ex,
-        operation,
-        &a.signing_key,
-        "signed_claim",
-        a.raw,
-    );
-    print!("{}", r.stdout);
-    eprint!("{}", r.stderr);
-    Ok(r.exit_code)
+    let common = RequesterArgs {
+        signing_key: a.signing_key,
+        task_id: a.task_id,
+        config_file: a.config_file,
+        requester: a.requester,
+        raw: a.raw,
+        log_level: a.log_level,
+    };
+    exchange_and_print(&cfg, &creator, &common, requests, operation, "signed_claim").await
+}
+
+async fn clear_sign(a: ClearSignArgs) -> Result<i32> {
+    let c = &a.common;
+    requester_logging(c.log_level);
+    let (cfg, creator) = load_section(c.config_file.as_deref(), false, c.requester.as_deref())?;
+    let mut texts = Vec::new();
+    for input in &a.inputs {
+        match input.strip_prefix('@') {
+            Some(path) => texts
+                .push(std::fs::read_to_string(path).with_context(|| format!("reading {path}"))?),
+            None => texts.push(input.clone()),
+        }
+    }
+    let common = requester::Common {
+        signing_keys: c.signing_key.clone(),
+        signing_key_names: Vec::new(),
+        task_id: c.task_id.clone(),
+        requester: c.requester.clone(),
+    };
+    let requests =
+        requester::prepare_clearsign(&cfg, &creator, &texts, a.repo.as_deref(), &common)?;
+    let operation = serde_json::json!({
+        "inputs": texts,
+        "signing_keys": c.signing_key,
+        "task_id": c.task_id,
+        "repo": a.repo,
+        "requester": c.requester,
+    });
+    exchange_and_print(&cfg, &creator, c, requests, operation, "signed_data").await
+}
+
+async fn blob_sign(a: BlobSignArgs) -> Result<i32> {
+    let c = &a.common;
+    requester_logging(c.log_level);
+    if a.signer_type == SignerType::Batch {
+        bail!("the batch signer does not support blob signing (as in pubtools-sign); use --signer-type single");
+    }
+    let (cfg, creator) = load_section(c.config_file.as_deref(), false, c.requester.as_deref())?;
+    let mut blobs = Vec::new();
+    for path in &a.blob_file {
+        blobs.push(std::fs::read(path).with_context(|| format!("reading --blob-file {path}"))?);
+    }
+    let common = requester::Common {
+        signing_keys: c.signing_key.clone(),
+        signing_key_names: a.signing_key_name.clone(),
+        task_id: c.task_id.clone(),
+        requester: c.requester.clone(),
+    };
+    let requests = requester::prepare_blob(&cfg, &creator, &blobs, &common)?;
+    use base64::Engine;
+    let b64: Vec<String> = blobs
+        .iter()
+        .map(|b| base64::engine::general_purpose::STANDARD.encode(b))
+        .collect();
+    let operation = serde_json::json!({
+        "blobs": b64,
+        "signing_key_names": a.signing_key_name,
+        "signing_keys": c.signing_key,
+        "task_id": c.task_id,
+        "requester": c.requester,
+    });
+    exchange_and_print(&cfg, &creator, c, requests, operation, "signed_payload").await
 }

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Bring up the signbus test environment (RabbitMQ 4.0 from a Debian trixie
 # chroot, an AMQP 1.0 SASL relay, throwaway GnuPG keys and TLS files, config
-# files for the signbus server and for pubtools-sign).
+# files for the signbus server and for pubtools-sign, and a cached venv with
+# the real pubtools-sign client, see pubtools-venv.sh).
 #
 # Idempotent: a second run reuses the broker/relay that are already up.
 # On success, testenv/.run/env exists (source it); see testenv/README.md.
@@ -232,8 +233,8 @@ write_client_yaml() { # $1 = file, $2 = broker url
             echo '  topic_listen_to: "/topic/signbus.reply.{creator}.{task_id}"'
             echo '  environment: "test"'
             echo '  service: "pubtools-sign"'
-            echo '  timeout: 10'
-            echo '  retries: 2'
+            echo '  timeout: 20'
+            echo '  retries: 3'
             echo '  send_retries: 2'
             echo '  message_id_key: "request_id"'
             echo '  log_level: "INFO"'
@@ -253,7 +254,7 @@ broker:
   sasl: anonymous
 server:
   listen_to: "/queues/signbus.requests"
-  reply_to: "/exchanges/amq.topic/signbus.reply.{requested_by}.{pub_task_id}"
+  reply_to: "/exchanges/amq.topic/signbus.reply.{creator}.{task_id}"
   max_in_flight: 64
 signing:
   gnupg_home: $(yaml_str "$GNUPG_DIR")
@@ -481,6 +482,10 @@ main() {
     printf '%s\n' "$version" >"$RUN_DIR/rabbitmq.version"
     log "rabbitmq-server $version (erlang $(cat "$ROOTFS/etc/signbus-testenv/erlang-base.version"), cache $ROOTFS)"
 
+    # cached venv with the real pubtools-sign client (built once, ~45 s)
+    local venv; venv=$(bash "$TESTENV_DIR/pubtools-venv.sh") || die "could not set up the pubtools-sign venv"
+    [ "$(readlink "$RUN_DIR/venv" 2>/dev/null)" = "$venv" ] || ln -sfn "$venv" "$RUN_DIR/venv"
+
     ensure_tls
     ensure_gpg
     write_configs
@@ -532,6 +537,8 @@ main() {
     {
         printf 'export SIGNBUS_SERVER_CONFIG=%q\n' "$RUN_DIR/server.yaml"
         printf 'export SIGNBUS_CLIENT_CONFIG=%q\n' "$RUN_DIR/client.yaml"
+        printf 'export SIGNBUS_CLIENT_CONFIG_RELAY=%q\n' "$RUN_DIR/client-relay.yaml"
+        printf 'export SIGNBUS_PUBTOOLS_BIN=%q\n' "$venv/bin"
         printf 'export GNUPGHOME=%q\n' "$GNUPG_DIR"
         printf 'export SIGNBUS_TEST_KEY=%q\n' "$KEY_ED"
         printf 'export SIGNBUS_TEST_KEY_RSA=%q\n' "$KEY_RSA"

@@ -9,15 +9,16 @@
 pub mod cert;
 pub mod config;
 pub mod output;
+pub mod prepare;
 
-use crate::claim::Claim;
-use crate::reference::Reference;
+pub use prepare::{
+    prepare_batch, prepare_blob, prepare_clearsign, prepare_container, Common, ContainerSignInput,
+};
+
 use crate::transport::{OutgoingMessage, Settlement, Transport, TransportError};
-use crate::wire::{Reply, RequestType, Schema};
-use base64::engine::general_purpose::STANDARD;
-use base64::Engine;
+use crate::wire::{Reply, Schema};
 pub use config::{MsgSignerConfig, RequesterConfig};
-use serde_json::{json, Map, Value};
+use serde_json::{Map, Value};
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
@@ -32,23 +33,6 @@ pub struct PreparedRequest {
     pub properties: Map<String, Value>,
     /// Destination.
     pub address: String,
-}
-
-/// What the user asked for in `msg-container-sign`.
-#[derive(Debug, Clone, Default)]
-pub struct ContainerSignInput {
-    /// `--digest`, paired with `references`.
-    pub digests: Vec<String>,
-    /// `--reference`.
-    pub references: Vec<String>,
-    /// `--signing-key` (ids or aliases).
-    pub signing_keys: Vec<String>,
-    /// `--signing-key-name`, paired with `signing_keys` when given.
-    pub signing_key_names: Vec<String>,
-    /// `--task-id`.
-    pub task_id: String,
-    /// `--requester`.
-    pub requester: Option<String>,
 }
 
 /// Input the requester refuses before sending anything.
@@ -131,87 +115,6 @@ pub fn template_vars<'a>(
         ("message_id_key", cfg.message_id_key.clone()),
         ("task_id_attribute", cfg.task_id_attribute().to_owned()),
     ])
-}
-
-/// Builds one `container_signature` request per (reference, key), in pubtools-sign's order and layout.
-pub fn prepare_container(
-    cfg: &MsgSignerConfig,
-    creator: &str,
-    input: &ContainerSignInput,
-) -> Result<Vec<PreparedRequest>, RequestError> {
-    if input.digests.len() != input.references.len() {
-        return Err(RequestError::Unpaired {
-            digests: input.digests.len(),
-            references: input.references.len(),
-        });
-    }
-    if !input.signing_key_names.is_empty()
-        && input.signing_key_names.len() != input.signing_keys.len()
-    {
-        return Err(RequestError::UnpairedNames {
-            names: input.signing_key_names.len(),
-            keys: input.signing_keys.len(),
-        });
-    }
-    let vars = template_vars(cfg, creator, &input.task_id, input.requester.as_deref());
-    let address = format_address(&cfg.topic_send_to, &vars)?;
-    let task_attr = cfg.task_id_attribute();
-    let now = time::OffsetDateTime::now_utc().unix_timestamp();
-    let mut out = Vec::new();
-    for (digest, reference) in input.digests.iter().zip(&input.references) {
-        let parsed = Reference::parse_normalized(reference)
-            .map_err(|e| RequestError::Invalid(format!("--reference {reference:?}: {e}")))?;
-        let claim = Claim::new(&parsed, digest, Some(now))
-            .map_err(|e| RequestError::Invalid(format!("--digest {digest:?}: {e}")))?;
-        let claim_b64 = STANDARD.encode(claim.to_json());
-        for (i, key) in input.signing_keys.iter().enumerate() {
-            let key_id = cfg.key_aliases.get(key).unwrap_or(key);
-            let key_name = input
-                .signing_key_names
-                .get(i)
-                .map(String::as_str)
-                .unwrap_or("");
-            let request_id = uuid::Uuid::new_v4().to_string();
-            let mut body = Map::new();
-            body.insert(
-                "sig_key_id".into(),
-                json!(key_id[key_id.len().saturating_sub(8)..]),
-            );
-            body.insert("claim_file".into(), json!(claim_b64));
-            body.insert("request_id".into(), json!(request_id));
-            body.insert("created".into(), json!(isodate_now()));
-            body.insert("requested_by".into(), json!(creator));
-            body.insert("repo".into(), json!(parsed.path()));
-            if !key_name.is_empty() {
-                body.insert("sig_keyname".into(), json!(key_name));
-            }
-            body.insert(task_attr.into(), json!(input.task_id));
-            body.insert("manifest_digest".into(), json!(digest));
-            Schema::ContainerRequest
-                .validate(&Value::Object(body.clone()))
-                .map_err(|e| RequestError::Invalid(e.to_string()))?;
-            let mut props = Map::new();
-            props.insert("service".into(), json!(cfg.service));
-            props.insert("environment".into(), json!(cfg.environment));
-            props.insert("owner_id".into(), json!(creator));
-            props.insert("mtype".into(), json!(RequestType::Container.as_str()));
-            props.insert("source".into(), json!("metadata"));
-            props.insert(task_attr.into(), json!(input.task_id));
-            props.insert("manifest_digest".into(), json!(digest));
-            let id = body
-                .get(&cfg.message_id_key)
-                .and_then(Value::as_str)
-                .unwrap_or(&request_id)
-                .to_owned();
-            out.push(PreparedRequest {
-                id,
-                body,
-                properties: props,
-                address: address.clone(),
-            });
-        }
-    }
-    Ok(out)
 }
 
 /// Replies collected for one run, by request id.

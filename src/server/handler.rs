@@ -8,10 +8,10 @@ use super::reply_address::reply_address;
 use crate::claim::Claim;
 use crate::signing::{KeyRing, SignMode, Signer};
 use crate::transport::{IncomingMessage, OutgoingMessage};
-use crate::wire::{self, ContainerRequest, Reply, RequestType, Schema};
+use crate::wire::{self, Reply, RequestType, Schema};
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
-use serde_json::{Map, Value};
+use serde_json::{json, Map, Value};
 use std::sync::Arc;
 
 /// What to do with a delivery.
@@ -79,22 +79,16 @@ impl<S: Signer> Handler<S> {
             .and_then(Value::as_str)
             .and_then(RequestType::from_mtype);
         let kind = mtype.unwrap_or(RequestType::Container);
-        let outcome =
+        let (fields, errors) =
             match Schema::RequestProperties.validate(&Value::Object(msg.properties.clone())) {
-                Err(e) => Err(vec![e.to_string()]),
-                Ok(()) => match kind {
-                    RequestType::Container => self.container(&body, &msg.properties).await,
-                    other => Err(vec![format!(
-                        "request type {:?} is not supported by this server",
-                        other.as_str()
-                    )]),
+                Err(e) => (Map::new(), vec![e.to_string()]),
+                Ok(()) => match Schema::for_request(kind).validate(&Value::Object(body.clone())) {
+                    Err(e) => (Map::new(), vec![e.to_string()]),
+                    Ok(()) => self.sign_request(kind, &body, &msg.properties).await,
                 },
             };
-        let signed = outcome.is_ok();
-        let reply = match outcome {
-            Ok(sig) => Reply::signed(&body, kind, sig),
-            Err(errors) => Reply::failed(&body, kind, errors),
-        };
+        let signed = errors.is_empty();
+        let reply = Reply::new(&body, kind, fields, errors);
         let reply = reply.to_value();
         if let Err(e) = Schema::Reply.validate(&reply) {
             // Our own reply must match our schema; a request member shadowing ours could break that.
@@ -113,50 +107,178 @@ impl<S: Signer> Handler<S> {
         }
     }
 
-    async fn container(
+    /// Signs a schema-valid request; returns the reply's result members and its errors.
+    async fn sign_request(
         &self,
+        kind: RequestType,
         body: &Map<String, Value>,
         props: &Map<String, Value>,
-    ) -> Result<String, Vec<String>> {
-        let one = |e: String| vec![e];
-        Schema::ContainerRequest
-            .validate(&Value::Object(body.clone()))
-            .map_err(|e| one(e.to_string()))?;
-        let req: ContainerRequest = serde_json::from_value(Value::Object(body.clone()))
-            .map_err(|e| one(format!("request body: {e}")))?;
-        let claim_bytes = STANDARD
-            .decode(req.claim_file.as_bytes())
-            .map_err(|e| one(format!("claim_file is not valid base64: {e}")))?;
-        let claim = Claim::parse(&claim_bytes).map_err(|e| one(e.to_string()))?;
-        let digest = req.manifest_digest().unwrap_or_default();
-        if claim.manifest_digest != digest {
-            return Err(one(format!(
-                "claim names manifest digest {} but the request's manifest_digest is {digest}",
-                claim.manifest_digest
-            )));
-        }
-        if let Some(p) = props.get("manifest_digest").and_then(Value::as_str) {
-            if p != digest {
-                return Err(one(format!(
-                    "manifest_digest property {p} differs from the body's {digest}"
-                )));
+    ) -> (Map<String, Value>, Vec<String>) {
+        let single = |r: Result<String, String>| match r {
+            Ok(sig) => (
+                Map::from_iter([(kind.result_field().to_owned(), Value::String(sig))]),
+                Vec::new(),
+            ),
+            Err(e) => (Map::new(), vec![e]),
+        };
+        let text = |k: &str| body.get(k).and_then(Value::as_str).unwrap_or_default();
+        let key_name = body.get("sig_keyname").and_then(Value::as_str);
+        match kind {
+            RequestType::Container => {
+                let digest = text("manifest_digest");
+                if let Some(p) = props.get("manifest_digest").and_then(Value::as_str) {
+                    if p != digest {
+                        return single(Err(format!(
+                            "manifest_digest property {p} differs from the body's {digest}"
+                        )));
+                    }
+                }
+                let claim = match checked_claim(text("claim_file"), digest, text("repo")) {
+                    Ok((bytes, _)) => bytes,
+                    Err(e) => return single(Err(e)),
+                };
+                single(
+                    self.sign_with(text("sig_key_id"), key_name, SignMode::Normal, claim)
+                        .await,
+                )
             }
+            RequestType::ClearSign => match decode("data", text("data")) {
+                Ok(data) => single(
+                    self.sign_with(text("sig_key_id"), key_name, SignMode::Clear, data)
+                        .await,
+                ),
+                Err(e) => single(Err(e)),
+            },
+            RequestType::Blob => match decode("artifact", text("artifact")) {
+                Ok(data) => {
+                    let mode = SignMode::Detached { armor: false };
+                    single(
+                        self.sign_with(text("sig_key_id"), key_name, mode, data)
+                            .await,
+                    )
+                }
+                Err(e) => single(Err(e)),
+            },
+            RequestType::Batch => self.batch(body).await,
         }
-        if !claim.reference().path_matches(&req.repo) {
-            return Err(one(format!(
-                "claim names {} which is not in the request's repo {:?}",
-                claim.docker_reference, req.repo
-            )));
-        }
+    }
+
+    /// Resolves the key a request names and signs `data` with it; the result is base64.
+    async fn sign_with(
+        &self,
+        key_id: &str,
+        key_name: Option<&str>,
+        mode: SignMode,
+        data: Vec<u8>,
+    ) -> Result<String, String> {
         let key = self
             .keys
-            .lookup(Some(&req.sig_key_id), req.sig_keyname.as_deref())
-            .map_err(|e| one(e.to_string()))?;
+            .lookup(Some(key_id), key_name)
+            .map_err(|e| e.to_string())?;
         let sig = self
             .signer
-            .sign(&key.fingerprint, SignMode::Normal, claim_bytes)
+            .sign(&key.fingerprint, mode, data)
             .await
-            .map_err(|e| one(e.to_string()))?;
+            .map_err(|e| e.to_string())?;
         Ok(STANDARD.encode(sig))
     }
+
+    /// Every claim × key of a batch, each validated and signed on its own, concurrently, in request order.
+    async fn batch(&self, body: &Map<String, Value>) -> (Map<String, Value>, Vec<String>) {
+        let claims = body
+            .get("claims")
+            .and_then(Value::as_array)
+            .cloned()
+            .unwrap_or_default();
+        let mut jobs = Vec::new();
+        for (index, claim) in claims.iter().enumerate() {
+            let text = |k: &str| {
+                claim
+                    .get(k)
+                    .and_then(Value::as_str)
+                    .unwrap_or_default()
+                    .to_owned()
+            };
+            let strings = |k: &str| -> Vec<String> {
+                let items = claim.get(k).and_then(Value::as_array).into_iter().flatten();
+                items.filter_map(Value::as_str).map(str::to_owned).collect()
+            };
+            let checked =
+                checked_claim(&text("claim_file"), &text("manifest_digest"), &text("repo"));
+            let names = strings("sig_keynames");
+            for (k, key_id) in strings("sig_key_ids").into_iter().enumerate() {
+                let key_name = names.get(k).filter(|n| !n.is_empty()).cloned();
+                let (digest, repo, checked) =
+                    (text("manifest_digest"), text("repo"), checked.clone());
+                jobs.push(async move {
+                    let reference = checked.as_ref().ok().map(|(_, r)| r.clone());
+                    let result = match checked {
+                        Ok((bytes, _)) => {
+                            self.sign_with(&key_id, key_name.as_deref(), SignMode::Normal, bytes)
+                                .await
+                        }
+                        Err(e) => Err(e),
+                    };
+                    let (signed, errors) = match result {
+                        Ok(sig) => (Value::String(sig), Vec::new()),
+                        Err(e) => (Value::Null, vec![Value::String(e)]),
+                    };
+                    json!({
+                        "claim_index": index, "sig_key_id": key_id, "sig_keyname": key_name,
+                        "manifest_digest": digest, "repo": repo, "docker_reference": reference,
+                        "signed_claim": signed, "errors": errors,
+                    })
+                });
+            }
+        }
+        let signatures = futures_util::future::join_all(jobs).await;
+        let mut errors = Vec::new();
+        for s in &signatures {
+            for e in s["errors"].as_array().into_iter().flatten() {
+                let key = s["sig_key_id"].as_str().unwrap_or_default();
+                errors.push(format!(
+                    "claim {} key {key}: {}",
+                    s["claim_index"],
+                    e.as_str().unwrap_or_default()
+                ));
+            }
+        }
+        let mut fields = Map::new();
+        if errors.is_empty() {
+            let all: Vec<&str> = signatures
+                .iter()
+                .filter_map(|s| s["signed_claim"].as_str())
+                .collect();
+            fields.insert("signed_claim".into(), Value::String(all.join("\n")));
+        }
+        fields.insert("signatures".into(), Value::Array(signatures));
+        (fields, errors)
+    }
+}
+
+/// Decodes a base64 member, naming it in the error.
+fn decode(member: &str, b64: &str) -> Result<Vec<u8>, String> {
+    STANDARD
+        .decode(b64.as_bytes())
+        .map_err(|e| format!("{member} is not valid base64: {e}"))
+}
+
+/// Decodes and strictly parses a claim, and checks it names `digest` and a reference inside `repo`.
+/// Returns the exact claim bytes (what gets signed) and the claim's docker reference.
+fn checked_claim(claim_file: &str, digest: &str, repo: &str) -> Result<(Vec<u8>, String), String> {
+    let bytes = decode("claim_file", claim_file)?;
+    let claim = Claim::parse(&bytes).map_err(|e| e.to_string())?;
+    if claim.manifest_digest != digest {
+        return Err(format!(
+            "claim names manifest digest {} but the request's manifest_digest is {digest}",
+            claim.manifest_digest
+        ));
+    }
+    if !claim.reference().path_matches(repo) {
+        return Err(format!(
+            "claim names {} which is not in the request's repo {repo:?}",
+            claim.docker_reference
+        ));
+    }
+    Ok((bytes, claim.docker_reference))
 }

@@ -11,23 +11,35 @@ pub struct Reply {
 }
 
 impl Reply {
-    /// A successful reply: the request's members plus `result_field: result` and no errors.
-    pub fn signed(request: &Map<String, Value>, kind: RequestType, result: String) -> Self {
+    /// A reply to `request`: its members, then `fields` (the result), then `errors`. When `errors` is not
+    /// empty the type's result field is forced to null: a failed request never carries a signature.
+    pub fn new(
+        request: &Map<String, Value>,
+        kind: RequestType,
+        fields: Map<String, Value>,
+        errors: Vec<String>,
+    ) -> Self {
         let mut msg = request.clone();
-        msg.insert(kind.result_field().into(), Value::String(result));
-        msg.insert("errors".into(), Value::Array(Vec::new()));
-        Reply { msg }
-    }
-
-    /// A failed reply: the request's members, a null result and the errors.
-    pub fn failed(request: &Map<String, Value>, kind: RequestType, errors: Vec<String>) -> Self {
-        let mut msg = request.clone();
-        msg.insert(kind.result_field().into(), Value::Null);
+        msg.extend(fields);
+        if !errors.is_empty() || !msg.contains_key(kind.result_field()) {
+            msg.insert(kind.result_field().into(), Value::Null);
+        }
         msg.insert(
             "errors".into(),
             Value::Array(errors.into_iter().map(Value::String).collect()),
         );
         Reply { msg }
+    }
+
+    /// A successful reply carrying `result` in the type's result field.
+    pub fn signed(request: &Map<String, Value>, kind: RequestType, result: String) -> Self {
+        let fields = Map::from_iter([(kind.result_field().to_owned(), Value::String(result))]);
+        Reply::new(request, kind, fields, Vec::new())
+    }
+
+    /// A failed reply: no signature, the errors.
+    pub fn failed(request: &Map<String, Value>, kind: RequestType, errors: Vec<String>) -> Self {
+        Reply::new(request, kind, Map::new(), errors)
     }
 
     /// The JSON document sent on the wire.

@@ -11,6 +11,12 @@ use std::sync::OnceLock;
 pub enum Schema {
     /// `schemas/container_signature.request.json`.
     ContainerRequest,
+    /// `schemas/clearsign_signature.request.json`.
+    ClearSignRequest,
+    /// `schemas/gpg_signature.request.json`.
+    BlobRequest,
+    /// `schemas/batch.request.json`.
+    BatchRequest,
     /// `schemas/request.properties.json`.
     RequestProperties,
     /// `schemas/reply.json`.
@@ -31,16 +37,32 @@ pub struct SchemaError {
 
 impl Schema {
     /// Every schema, for tests and documentation.
-    pub const ALL: [Schema; 3] = [
+    pub const ALL: [Schema; 6] = [
         Schema::ContainerRequest,
+        Schema::ClearSignRequest,
+        Schema::BlobRequest,
+        Schema::BatchRequest,
         Schema::RequestProperties,
         Schema::Reply,
     ];
+
+    /// The body schema of a request type.
+    pub fn for_request(kind: super::RequestType) -> Schema {
+        match kind {
+            super::RequestType::Container => Schema::ContainerRequest,
+            super::RequestType::ClearSign => Schema::ClearSignRequest,
+            super::RequestType::Blob => Schema::BlobRequest,
+            super::RequestType::Batch => Schema::BatchRequest,
+        }
+    }
 
     /// The schema's file name under `schemas/`.
     pub fn file(self) -> &'static str {
         match self {
             Schema::ContainerRequest => "container_signature.request.json",
+            Schema::ClearSignRequest => "clearsign_signature.request.json",
+            Schema::BlobRequest => "gpg_signature.request.json",
+            Schema::BatchRequest => "batch.request.json",
             Schema::RequestProperties => "request.properties.json",
             Schema::Reply => "reply.json",
         }
@@ -52,6 +74,11 @@ impl Schema {
             Schema::ContainerRequest => {
                 include_str!("../../schemas/container_signature.request.json")
             }
+            Schema::ClearSignRequest => {
+                include_str!("../../schemas/clearsign_signature.request.json")
+            }
+            Schema::BlobRequest => include_str!("../../schemas/gpg_signature.request.json"),
+            Schema::BatchRequest => include_str!("../../schemas/batch.request.json"),
             Schema::RequestProperties => include_str!("../../schemas/request.properties.json"),
             Schema::Reply => include_str!("../../schemas/reply.json"),
         }
@@ -60,14 +87,17 @@ impl Schema {
     fn what(self) -> &'static str {
         match self {
             Schema::ContainerRequest => "container_signature request body",
+            Schema::ClearSignRequest => "clearsign_signature request body",
+            Schema::BlobRequest => "gpg_signature request body",
+            Schema::BatchRequest => "batch request body",
             Schema::RequestProperties => "request properties",
             Schema::Reply => "reply",
         }
     }
 
     fn validator(self) -> &'static jsonschema::Validator {
-        static CELLS: [OnceLock<jsonschema::Validator>; 3] =
-            [OnceLock::new(), OnceLock::new(), OnceLock::new()];
+        static CELLS: [OnceLock<jsonschema::Validator>; Schema::ALL.len()] =
+            [const { OnceLock::new() }; Schema::ALL.len()];
         let i = Schema::ALL
             .iter()
             .position(|s| *s == self)

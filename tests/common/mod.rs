@@ -121,7 +121,7 @@ pub fn server_config(env: &Env, queue: &str, extra_server: &str) -> String {
   sasl: anonymous
 server:
   listen_to: "/queues/{queue}"
-  reply_to: "/exchanges/amq.topic/signbus.reply.{{requested_by}}.{{pub_task_id}}"
+  reply_to: "/exchanges/amq.topic/signbus.reply.{{creator}}.{{task_id}}"
   max_in_flight: 64
 {extra_server}
 signing:
@@ -245,9 +245,8 @@ pub fn unsafe_kill(pid: u32, sig: &str) {
 /// A pubtools-sign client config for the testenv broker, sending to `queue`.
 pub fn client_config(env: &Env, queue: &str, timeout: u64) -> String {
     let dir = env.get("SIGNBUS_TESTENV_DIR");
-    format!(
-        r#"msg_signer:
-  messaging_brokers: ["{url}"]
+    let section = format!(
+        r#"  messaging_brokers: ["{url}"]
   messaging_cert_key: "{dir}/tls/client.pem"
   messaging_ca_cert: "{dir}/tls/ca.pem"
   topic_send_to: "/queues/{queue}"
@@ -264,7 +263,8 @@ pub fn client_config(env: &Env, queue: &str, timeout: u64) -> String {
 "#,
         url = env.amqp_url(),
         ed = env.key_ed25519(),
-    )
+    );
+    format!("msg_signer:\n{section}msg_batch_signer:\n{section}  chunk_size: 50\n")
 }
 
 /// Verifies an image signature with skopeo against the testenv keyring. Returns skopeo's output or panics.
@@ -403,4 +403,42 @@ pub async fn connect(env: &Env, name: &str) -> signbus::transport::amqp1::Amqp1 
         ..Default::default()
     };
     signbus::transport::connect(&cfg, name).await.unwrap()
+}
+
+/// Runs a program; returns (exit code, stdout, stderr).
+pub fn run_cmd(program: &std::path::Path, args: &[&str]) -> (i32, String, String) {
+    let out = Command::new(program)
+        .args(args)
+        .output()
+        .unwrap_or_else(|e| panic!("run {}: {e}", program.display()));
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// `gpg --verify` with the testenv keyring; returns gpg's report or its complaint.
+pub fn gpg_verify(env: &Env, args: &[&std::path::Path]) -> Result<String, String> {
+    let out = Command::new("gpg")
+        .env("GNUPGHOME", env.gnupg_home())
+        .args(["--batch", "--status-fd", "1", "--verify"])
+        .args(args)
+        .output()
+        .expect("gpg runs");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    if out.status.success() {
+        Ok(text)
+    } else {
+        Err(text)
+    }
+}
+
+/// The signbus binary under test.
+pub fn signbus_bin() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_signbus"))
 }
