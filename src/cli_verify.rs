@@ -233,6 +233,15 @@ fn publish_blocking(args: PublishArgs) -> Result<i32> {
         std::fs::read(&args.signature)
             .with_context(|| format!("reading {}", args.signature.display()))?
     };
+    // The store keeps bytes as given; the command refuses what can never verify (a claim, a detached or
+    // cleartext signature) before it takes a signature-N.
+    if let Err(e) = signbus::verify::gpg::signed_message_bytes(&blob) {
+        eprintln!(
+            "error: refusing to publish {}: {e}",
+            args.signature.display()
+        );
+        return Ok(1);
+    }
     let registries_path = user_or_system(args.registries_d, USER_REGISTRIES_D, SYSTEM_REGISTRIES_D);
     let registries = RegistriesD::load_dir(&registries_path)?;
     match store::publish(&registries, &image, &args.digest, &blob) {

@@ -12,7 +12,12 @@ fn verify_cmd(f: &Fixture, policy: &std::path::Path, args: &[&str]) -> (i32, Str
         .env("HOME", f.dir.path())
         .arg("verify")
         .args(args)
-        .args(["--policy", path_str(policy), "--registries-d", path_str(&f.registries_d())]))
+        .args([
+            "--policy",
+            path_str(policy),
+            "--registries-d",
+            path_str(&f.registries_d()),
+        ]))
 }
 
 #[test]
@@ -41,14 +46,22 @@ fn accepted_rejected_and_usage_errors_have_distinct_exit_codes() {
     assert_eq!(sigs[1]["key"], f.env.ed25519());
 
     // Another tag: the signature names :1, so matchRepoDigestOrExact rejects.
-    let (code, out, _) = verify_cmd(&f, &policy, &["registry.example.com/ns/repo:2", "--digest", &d]);
+    let (code, out, _) = verify_cmd(
+        &f,
+        &policy,
+        &["registry.example.com/ns/repo:2", "--digest", &d],
+    );
     assert_eq!(code, 1, "{out}");
     assert!(out.contains("REJECTED by policy"), "{out}");
 
     // --manifest that disagrees with --digest.
     let mfile = f.dir.path().join("m.json");
     std::fs::write(&mfile, b"{}").unwrap();
-    let (code, _, err) = verify_cmd(&f, &policy, &[IMAGE, "--digest", &d, "--manifest", path_str(&mfile)]);
+    let (code, _, err) = verify_cmd(
+        &f,
+        &policy,
+        &[IMAGE, "--digest", &d, "--manifest", path_str(&mfile)],
+    );
     assert_eq!(code, 1);
     assert!(err.contains("digests disagree"), "{err}");
     std::fs::write(&mfile, &m).unwrap();

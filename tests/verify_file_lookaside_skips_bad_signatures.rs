@@ -51,7 +51,9 @@ fn garbage_and_missing_signatures_reject_the_image() {
     f.put(IMAGE, &digest, 1, b"{\"critical\":{}}");
     let bad = f.verify(&policy, IMAGE, &digest).unwrap();
     assert!(!bad.accepted);
-    assert!(verdicts(&bad)[0].2.contains("not an OpenPGP signed message"));
+    assert!(verdicts(&bad)[0]
+        .2
+        .contains("not an OpenPGP signed message"));
 }
 
 #[test]
@@ -75,7 +77,11 @@ fn a_signature_over_the_size_cap_stops_verification() {
         max_signature_bytes: good.len() as u64,
         ..FetchLimits::default()
     };
-    assert!(f.verify_with(&policy, IMAGE, &digest, exact).unwrap().accepted);
+    assert!(
+        f.verify_with(&policy, IMAGE, &digest, exact)
+            .unwrap()
+            .accepted
+    );
 }
 
 #[test]

@@ -97,5 +97,8 @@ fn an_unreachable_store_is_an_error_naming_the_url() {
         .verify(&f.policy(&ed_policy(None)), IMAGE, &digest)
         .unwrap_err()
         .to_string();
-    assert!(err.contains(&format!("127.0.0.1:{port}/s/ns/repo@")), "{err}");
+    assert!(
+        err.contains(&format!("127.0.0.1:{port}/s/ns/repo@")),
+        "{err}"
+    );
 }

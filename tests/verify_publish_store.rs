@@ -35,8 +35,12 @@ fn two_concurrent_publishers_get_signature_1_and_2() {
         let handles: Vec<_> = [b"sig-A".to_vec(), b"sig-B".to_vec()]
             .into_iter()
             .map(|blob| {
-                let (barrier, registries, image, d) =
-                    (barrier.clone(), registries.clone(), image.clone(), d.clone());
+                let (barrier, registries, image, d) = (
+                    barrier.clone(),
+                    registries.clone(),
+                    image.clone(),
+                    d.clone(),
+                );
                 std::thread::spawn(move || {
                     barrier.wait();
                     let out = store::publish(&registries, &image, &d, &blob).unwrap();
@@ -93,7 +97,7 @@ fn republishing_the_same_bytes_is_a_no_op_that_says_so() {
     assert_eq!(code, 0, "{out}{err}");
     assert!(out.contains("published signature-1"), "{out}");
     let other = f.dir.path().join("other");
-    std::fs::write(&other, b"another signature").unwrap();
+    std::fs::write(&other, f.sign(f.env.rsa(), IMAGE, &d)).unwrap();
     let (code, out, _) = publish(&other);
     assert_eq!(code, 0);
     assert!(out.contains("published signature-2"), "{out}");
@@ -107,6 +111,28 @@ fn republishing_the_same_bytes_is_a_no_op_that_says_so() {
 }
 
 #[test]
+fn the_publish_command_refuses_blobs_that_are_not_signed_messages() {
+    let (f, staging) = staging_fixture();
+    let (_, d) = manifest("not-a-message");
+    let blob = f.dir.path().join("claim.json");
+    std::fs::write(&blob, claim(IMAGE, &d)).unwrap();
+    let (code, out, err) = run(signbus().args([
+        "publish",
+        "--reference",
+        IMAGE,
+        "--digest",
+        &d,
+        "--signature",
+        path_str(&blob),
+        "--registries-d",
+        path_str(&f.registries_d()),
+    ]));
+    assert_eq!(code, 1, "{out}");
+    assert!(err.contains("not an OpenPGP signed message"), "{err}");
+    assert!(!staging.exists(), "nothing may be written");
+}
+
+#[test]
 fn publishing_to_http_is_refused_clearly() {
     let f = Fixture::new();
     f.write_registries(
@@ -116,7 +142,9 @@ fn publishing_to_http_is_refused_clearly() {
     let (_, d) = manifest("http-publish");
     let registries = RegistriesD::load_dir(&f.registries_d()).unwrap();
     let image = Reference::parse_normalized(IMAGE).unwrap();
-    let err = store::publish(&registries, &image, &d, b"x").unwrap_err().to_string();
+    let err = store::publish(&registries, &image, &d, b"x")
+        .unwrap_err()
+        .to_string();
     assert!(err.contains("only file://"), "{err}");
 }
 
@@ -133,7 +161,13 @@ fn what_signbus_publishes_verifies_with_skopeo_and_signbus() {
     let skopeo_file = f.dir.path().join("skopeo.sig");
     let (code, _, err) = run(std::process::Command::new("skopeo")
         .env("GNUPGHOME", f.env.gnupg_home())
-        .args(["standalone-sign", path_str(&manifest_file), IMAGE, f.env.rsa(), "-o"])
+        .args([
+            "standalone-sign",
+            path_str(&manifest_file),
+            IMAGE,
+            f.env.rsa(),
+            "-o",
+        ])
         .arg(&skopeo_file));
     assert_eq!(code, 0, "skopeo standalone-sign: {err}");
     for file in [&ours_file, &skopeo_file] {
@@ -156,7 +190,10 @@ fn what_signbus_publishes_verifies_with_skopeo_and_signbus() {
             .env("GNUPGHOME", f.env.gnupg_home())
             .args(["standalone-verify", path_str(&manifest_file), IMAGE, key])
             .arg(dir.join(format!("signature-{n}"))));
-        assert_eq!(code, 0, "skopeo standalone-verify signature-{n}: {out}{err}");
+        assert_eq!(
+            code, 0,
+            "skopeo standalone-verify signature-{n}: {out}{err}"
+        );
         assert!(out.contains("verified"), "{out}");
     }
 
@@ -165,7 +202,10 @@ fn what_signbus_publishes_verifies_with_skopeo_and_signbus() {
     std::fs::create_dir_all(&read_d).unwrap();
     std::fs::write(
         read_d.join("r.yaml"),
-        format!("default-docker:\n  lookaside: {}\n", url::Url::from_file_path(&staging).unwrap()),
+        format!(
+            "default-docker:\n  lookaside: {}\n",
+            url::Url::from_file_path(&staging).unwrap()
+        ),
     )
     .unwrap();
     // Only the RSA key is trusted: signature-1 (ed25519) is skipped, skopeo's signature-2 accepted.

@@ -9,7 +9,9 @@ const IMAGE: &str = "registry.example.com/ns/repo:1";
 
 fn single_verdict(f: &Fixture, digest: &str, blob: &[u8]) -> (bool, String, Option<String>) {
     f.put(IMAGE, digest, 1, blob);
-    let r = f.verify(&f.policy(&ed_policy(None)), IMAGE, digest).unwrap();
+    let r = f
+        .verify(&f.policy(&ed_policy(None)), IMAGE, digest)
+        .unwrap();
     let s = &r.requirements[0].signatures[0];
     assert_eq!(r.accepted, s.accepted);
     (s.accepted, s.reason.clone(), s.identity.clone())
@@ -62,7 +64,10 @@ fn the_rsa_key_is_accepted_when_the_policy_trusts_it() {
     );
     let r = f.verify(&p, IMAGE, &d).unwrap();
     assert!(r.accepted, "{}", r.to_text());
-    assert_eq!(r.requirements[0].signatures[0].key.as_deref(), Some(f.env.rsa()));
+    assert_eq!(
+        r.requirements[0].signatures[0].key.as_deref(),
+        Some(f.env.rsa())
+    );
 }
 
 #[test]
@@ -73,14 +78,22 @@ fn a_signature_for_another_digest_is_refused() {
     let blob = f.sign(f.env.ed25519(), IMAGE, &other);
     let (ok, reason, _) = single_verdict(&f, &d, &blob);
     assert!(!ok);
-    assert!(reason.contains(&format!("signed digest {other} does not match")), "{reason}");
+    assert!(
+        reason.contains(&format!("signed digest {other} does not match")),
+        "{reason}"
+    );
 }
 
 #[test]
 fn a_signed_payload_that_is_not_a_claim_is_refused_after_the_crypto_check() {
     let f = Fixture::new();
     let (_, d) = manifest("payload");
-    let blob = gpg_sign(&f.env, f.env.ed25519(), br#"{"critical":{},"optional":{}}"#, Mode::Normal);
+    let blob = gpg_sign(
+        &f.env,
+        f.env.ed25519(),
+        br#"{"critical":{},"optional":{}}"#,
+        Mode::Normal,
+    );
     let (ok, reason, _) = single_verdict(&f, &d, &blob);
     assert!(!ok);
     assert!(reason.contains("signed payload rejected"), "{reason}");
@@ -91,16 +104,32 @@ fn reject_sigstore_and_insecure_requirements() {
     let f = Fixture::new();
     let (_, d) = manifest("kinds");
     let r = f
-        .verify(&f.policy(r#"{"default":[{"type":"insecureAcceptAnything"}]}"#), IMAGE, &d)
+        .verify(
+            &f.policy(r#"{"default":[{"type":"insecureAcceptAnything"}]}"#),
+            IMAGE,
+            &d,
+        )
         .unwrap();
     assert!(r.accepted);
     let r = f
-        .verify(&f.policy(r#"{"default":[{"type":"insecureAcceptAnything"},{"type":"reject"}]}"#), IMAGE, &d)
+        .verify(
+            &f.policy(r#"{"default":[{"type":"insecureAcceptAnything"},{"type":"reject"}]}"#),
+            IMAGE,
+            &d,
+        )
         .unwrap();
     assert!(!r.accepted, "every requirement must hold");
     let r = f
-        .verify(&f.policy(r#"{"default":[{"type":"sigstoreSigned","keyPath":"/x"}]}"#), IMAGE, &d)
+        .verify(
+            &f.policy(r#"{"default":[{"type":"sigstoreSigned","keyPath":"/x"}]}"#),
+            IMAGE,
+            &d,
+        )
         .unwrap();
     assert!(!r.accepted);
-    assert!(r.requirements[0].reason.contains("not supported"), "{:?}", r.requirements[0]);
+    assert!(
+        r.requirements[0].reason.contains("not supported"),
+        "{:?}",
+        r.requirements[0]
+    );
 }

@@ -12,7 +12,12 @@ fn accepted(identity: Option<&str>, image: &str, signed_ref: &str) -> bool {
     let (_, digest) = manifest(&format!("{identity:?}{image}{signed_ref}"));
     let image = image.replace("@D", &format!("@{digest}"));
     let signed_ref = signed_ref.replace("@D", &format!("@{digest}"));
-    f.put(&image, &digest, 1, &f.sign(f.env.ed25519(), &signed_ref, &digest));
+    f.put(
+        &image,
+        &digest,
+        1,
+        &f.sign(f.env.ed25519(), &signed_ref, &digest),
+    );
     let report = f
         .verify(&f.policy(&ed_policy(identity)), &image, &digest)
         .unwrap();
@@ -32,7 +37,11 @@ fn match_repo_digest_or_exact_is_the_default() {
     assert!(!accepted(None, &format!("{R}:1"), &format!("{R}:2")));
     // By digest: any tag of the same repository.
     assert!(accepted(None, &format!("{R}@D"), &format!("{R}:2")));
-    assert!(!accepted(None, &format!("{R}@D"), "registry.example.com/ns/other:2"));
+    assert!(!accepted(
+        None,
+        &format!("{R}@D"),
+        "registry.example.com/ns/other:2"
+    ));
     let explicit = Some(r#"{"type":"matchRepoDigestOrExact"}"#);
     assert!(accepted(explicit, &format!("{R}@D"), &format!("{R}:2")));
 }
@@ -49,7 +58,11 @@ fn match_exact_needs_the_same_tag_and_never_matches_digest_to_tag() {
 fn match_repository_ignores_the_tag() {
     let id = Some(r#"{"type":"matchRepository"}"#);
     assert!(accepted(id, &format!("{R}:1"), &format!("{R}:other")));
-    assert!(!accepted(id, &format!("{R}:1"), "registry.example.com/ns/other:1"));
+    assert!(!accepted(
+        id,
+        &format!("{R}:1"),
+        "registry.example.com/ns/other:1"
+    ));
 }
 
 #[test]
@@ -63,8 +76,16 @@ fn exact_reference_fixes_the_signed_reference() {
 #[test]
 fn exact_repository_fixes_the_signed_repository() {
     let id = Some(r#"{"type":"exactRepository","dockerRepository":"quay.io/fixed/name"}"#);
-    assert!(accepted(id, &format!("{R}:1"), "quay.io/fixed/name:anything"));
-    assert!(!accepted(id, &format!("{R}:1"), "quay.io/fixed/other:anything"));
+    assert!(accepted(
+        id,
+        &format!("{R}:1"),
+        "quay.io/fixed/name:anything"
+    ));
+    assert!(!accepted(
+        id,
+        &format!("{R}:1"),
+        "quay.io/fixed/other:anything"
+    ));
 }
 
 #[test]
@@ -73,7 +94,11 @@ fn remap_identity_rewrites_the_prefix_first() {
         r#"{"type":"remapIdentity","prefix":"mirror.local/rh","signedPrefix":"registry.example.com/ns"}"#,
     );
     assert!(accepted(id, "mirror.local/rh/repo:1", &format!("{R}:1")));
-    assert!(!accepted(id, "mirror.local/rh/repo:1", "mirror.local/rh/repo:1"));
+    assert!(!accepted(
+        id,
+        "mirror.local/rh/repo:1",
+        "mirror.local/rh/repo:1"
+    ));
     assert!(!accepted(id, "mirror.local/rh/repo:1", &format!("{R}:2")));
     // Images outside the prefix are matched as matchRepoDigestOrExact.
     assert!(accepted(id, "other.local/x:1", "other.local/x:1"));

@@ -25,12 +25,14 @@ pub enum IdentityError {
 }
 
 /// A `signedIdentity` rule.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum SignedIdentity {
     /// The signed reference equals the image reference exactly (tag or digest included).
     MatchExact,
     /// As `MatchExact`, but an image referenced by digest accepts any signed reference in its repository.
+    /// The default when a policy names no `signedIdentity`.
+    #[default]
     MatchRepoDigestOrExact,
     /// Same repository, any tag or digest.
     MatchRepository,
@@ -45,12 +47,6 @@ pub enum SignedIdentity {
         /// What the signature is expected to name instead.
         signed_prefix: String,
     },
-}
-
-impl Default for SignedIdentity {
-    fn default() -> Self {
-        SignedIdentity::MatchRepoDigestOrExact
-    }
 }
 
 impl fmt::Display for SignedIdentity {

@@ -194,7 +194,12 @@ impl Fixture {
     pub fn sign(&self, key: &str, signed_ref: &str, digest: &str) -> Vec<u8> {
         gpg_sign(&self.env, key, &claim(signed_ref, digest), Mode::Normal)
     }
-    pub fn verify(&self, policy: &Policy, image: &str, digest: &str) -> Result<Report, VerifyError> {
+    pub fn verify(
+        &self,
+        policy: &Policy,
+        image: &str,
+        digest: &str,
+    ) -> Result<Report, VerifyError> {
         self.verify_with(policy, image, digest, FetchLimits::default())
     }
     pub fn verify_with(
@@ -222,9 +227,7 @@ pub fn ed_policy(identity: Option<&str>) -> String {
     let id = identity
         .map(|i| format!(r#","signedIdentity":{i}"#))
         .unwrap_or_default();
-    format!(
-        r#"{{"default":[{{"type":"signedBy","keyType":"GPGKeys","keyPath":"@ED@"{id}}}]}}"#
-    )
+    format!(r#"{{"default":[{{"type":"signedBy","keyType":"GPGKeys","keyPath":"@ED@"{id}}}]}}"#)
 }
 
 /// The verdicts of the first requirement, as (index, accepted, reason).
