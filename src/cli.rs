@@ -33,6 +33,10 @@ pub enum Command {
     MsgClearSign(ClearSignArgs),
     /// Make detached signatures of files (pubtools-sign-msg-blob-sign).
     MsgBlobSign(BlobSignArgs),
+    /// Check an image's signatures against policy.json (lookaside stores from registries.d).
+    Verify(crate::cli_verify::VerifyArgs),
+    /// Add a signature to an image's lookaside store (file:// lookaside-staging or lookaside).
+    Publish(crate::cli_verify::PublishArgs),
 }
 
 /// `signbus serve`.
@@ -204,6 +208,8 @@ pub async fn run(cli: Cli) -> Result<i32> {
         Command::MsgContainerSign(a) => container_sign(a).await,
         Command::MsgClearSign(a) => clear_sign(a).await,
         Command::MsgBlobSign(a) => blob_sign(a).await,
+        Command::Verify(a) => crate::cli_verify::run_verify(a).await,
+        Command::Publish(a) => crate::cli_verify::run_publish(a).await,
     }
 }
 

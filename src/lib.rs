@@ -4,7 +4,8 @@
 //! into request messages and waits for the replies; the [`server`] consumes requests, validates them, signs
 //! through gpgme ([`signing`]) and replies. [`wire`] owns the message shapes and the JSON Schemas both ends
 //! enforce; [`claim`] owns the atomic container signature payload; [`transport`] moves bytes and knows nothing
-//! of gpg or claims.
+//! of gpg or claims. [`verify`] checks images against policy.json and the signatures in lookaside stores;
+//! [`store`] publishes signatures into a lookaside store.
 //!
 //! Layers only point down: `cli` → `server`/`requester` → `transport`, `wire`, `claim`, `signing`, `config`.
 
@@ -14,6 +15,8 @@ pub mod reference;
 pub mod requester;
 pub mod server;
 pub mod signing;
+pub mod store;
 pub mod strict_json;
 pub mod transport;
+pub mod verify;
 pub mod wire;

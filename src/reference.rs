@@ -121,6 +121,48 @@ impl Reference {
     }
 }
 
+impl Reference {
+    /// True when the reference has neither tag nor digest (a bare repository name).
+    pub fn is_name_only(&self) -> bool {
+        self.tag.is_none() && self.digest.is_none()
+    }
+
+    /// The scope string a policy or registries.d entry uses for this exact image: `domain/path:tag` or
+    /// `domain/path@digest` (containers/image's `PolicyConfigurationIdentity`). `None` for a bare name or a
+    /// reference with both a tag and a digest, which have no single identity.
+    pub fn policy_identity(&self) -> Option<String> {
+        match (&self.tag, &self.digest) {
+            (Some(t), None) => Some(format!("{}:{t}", self.name())),
+            (None, Some(d)) => Some(format!("{}@{d}", self.name())),
+            _ => None,
+        }
+    }
+
+    /// The wider scopes that contain this reference, most specific first: the repository, each parent
+    /// namespace, the host (with its port), then `*.domain` wildcards built from the host without its port
+    /// (`quay.io/a/b` → `quay.io/a/b`, `quay.io/a`, `quay.io`, `*.io`).
+    pub fn policy_namespaces(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        let mut name = self.name();
+        loop {
+            out.push(name.clone());
+            match name.rfind('/') {
+                Some(i) => name.truncate(i),
+                None => break,
+            }
+        }
+        let mut host = match name.find(':') {
+            Some(i) => &name[..i],
+            None => name.as_str(),
+        };
+        while let Some(i) = host.find('.') {
+            host = &host[i + 1..];
+            out.push(format!("*.{host}"));
+        }
+        out
+    }
+}
+
 impl fmt::Display for Reference {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{}/{}", self.domain, self.path)?;
@@ -228,6 +270,11 @@ fn validate_tag(t: &str) -> Result<(), ReferenceError> {
     }
 }
 
+/// True when `d` is a registry host with an optional port (`registry.example.com:5000`, `localhost`).
+pub fn is_valid_domain(d: &str) -> bool {
+    validate_domain(d).is_ok()
+}
+
 /// Checks `algo:hex` for the digest algorithms containers/image accepts (sha256, sha512), lowercase hex.
 pub fn validate_digest(d: &str) -> Result<(), ReferenceError> {
     let ok = match d.split_once(':') {
@@ -291,6 +338,30 @@ mod tests {
         assert!(Reference::parse_normalized("busybox")
             .unwrap()
             .path_matches("busybox"));
+    }
+
+    #[test]
+    fn policy_scopes_run_from_specific_to_wildcard() {
+        let r = Reference::parse_normalized("registry.example.com:5000/ns/sub/repo:v1").unwrap();
+        assert_eq!(
+            r.policy_identity().as_deref(),
+            Some("registry.example.com:5000/ns/sub/repo:v1")
+        );
+        assert_eq!(
+            r.policy_namespaces(),
+            [
+                "registry.example.com:5000/ns/sub/repo",
+                "registry.example.com:5000/ns/sub",
+                "registry.example.com:5000/ns",
+                "registry.example.com:5000",
+                "*.example.com",
+                "*.com",
+            ]
+        );
+        let bare = Reference::parse_normalized("localhost/x").unwrap();
+        assert!(bare.is_name_only());
+        assert_eq!(bare.policy_identity(), None);
+        assert_eq!(bare.policy_namespaces(), ["localhost/x", "localhost"]);
     }
 
     #[test]

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Stop what testenv/up.sh started (by PID), remove the pid files and the env
-# file. Idempotent. Keeps the cached chroot, keys and certs.
+# file. Idempotent. Keeps the cached chroot and venv, keys and certs.
 #   --purge   also remove testenv/.run entirely (keys, certs, logs included)
 set -euo pipefail
 

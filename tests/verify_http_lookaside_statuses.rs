@@ -1,0 +1,104 @@
+//! An http:// lookaside store: 200 delivers, 404 ends the list, 403 and 5xx stop with an error naming the URL.
+
+mod verify_support;
+
+use std::collections::HashMap;
+use verify_support::*;
+
+const IMAGE: &str = "registry.example.com/ns/repo:2";
+
+fn fixture_with_http(routes: HashMap<String, (u16, Vec<u8>)>) -> (Fixture, HttpServer) {
+    let f = Fixture::new();
+    let server = HttpServer::start(routes);
+    f.write_registries(
+        "http.yaml",
+        &format!(
+            "docker:\n  registry.example.com/ns:\n    lookaside: {}\n",
+            server.base
+        ),
+    );
+    (f, server)
+}
+
+#[test]
+fn signatures_are_read_until_404() {
+    let (_, digest) = manifest("http-ok");
+    let f0 = Fixture::new();
+    let good = f0.sign(f0.env.ed25519(), IMAGE, &digest);
+    let routes = HashMap::from([
+        (HttpServer::path(IMAGE, &digest, 1), (200, b"junk".to_vec())),
+        (HttpServer::path(IMAGE, &digest, 2), (200, good)),
+    ]);
+    let (f, server) = fixture_with_http(routes);
+    let report = f
+        .verify(&f.policy(&ed_policy(None)), IMAGE, &digest)
+        .unwrap();
+    assert!(report.accepted, "{}", report.to_text());
+    assert_eq!(verdicts(&report).len(), 2);
+    assert!(report.lookaside.as_deref().unwrap().contains("http.yaml"));
+    let asked = server.requested.lock().unwrap().clone();
+    assert_eq!(
+        asked,
+        [1, 2, 3].map(|n| HttpServer::path(IMAGE, &digest, n)),
+        "signature-3 answered 404 and ended the list"
+    );
+}
+
+#[test]
+fn http_403_is_an_error_that_explains_hidden_missing_objects() {
+    let (_, digest) = manifest("http-403");
+    let routes = HashMap::from([(
+        HttpServer::path(IMAGE, &digest, 1),
+        (403, b"AccessDenied".to_vec()),
+    )]);
+    let (f, _server) = fixture_with_http(routes);
+    let err = f
+        .verify(&f.policy(&ed_policy(None)), IMAGE, &digest)
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("403"), "{err}");
+    assert!(err.contains("S3"), "{err}");
+    assert!(err.contains("/signature-1"), "{err}");
+}
+
+#[test]
+fn http_500_is_an_error_naming_the_url() {
+    let (_, digest) = manifest("http-500");
+    let f0 = Fixture::new();
+    let good = f0.sign(f0.env.ed25519(), IMAGE, &digest);
+    let routes = HashMap::from([
+        (HttpServer::path(IMAGE, &digest, 1), (200, good)),
+        (HttpServer::path(IMAGE, &digest, 2), (500, b"oops".to_vec())),
+    ]);
+    let (f, _server) = fixture_with_http(routes);
+    let err = f
+        .verify(&f.policy(&ed_policy(None)), IMAGE, &digest)
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("500"), "{err}");
+    assert!(err.contains("/signature-2"), "{err}");
+}
+
+#[test]
+fn an_unreachable_store_is_an_error_naming_the_url() {
+    let (_, digest) = manifest("http-down");
+    let f = Fixture::new();
+    // Bind and drop to get a port nobody listens on.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    f.write_registries(
+        "down.yaml",
+        &format!("docker:\n  registry.example.com:\n    lookaside: http://127.0.0.1:{port}/s\n"),
+    );
+    let err = f
+        .verify(&f.policy(&ed_policy(None)), IMAGE, &digest)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains(&format!("127.0.0.1:{port}/s/ns/repo@")),
+        "{err}"
+    );
+}
