@@ -8,18 +8,8 @@ use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
 use common::*;
 use serde_json::Value;
-use std::process::Command;
 
 const DIGEST: &str = "sha256:5feceb66ffc86f38d952786c6d696c79c2dbc239dd4e91b46729d73a27fb57e9";
-
-fn run(bin: &std::path::Path, args: &[&str]) -> (i32, String, String) {
-    let out = Command::new(bin).args(args).output().expect("run signbus");
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
-}
 
 #[test]
 fn json_raw_and_symlinked_invocations_sign_and_exit_zero() {
@@ -55,7 +45,7 @@ fn json_raw_and_symlinked_invocations_sign_and_exit_zero() {
     // JSON output, requester taken from the certificate's CN.
     let mut args = vec!["msg-container-sign"];
     args.extend(common_args(false));
-    let (code, stdout, stderr) = run(&bin, &args);
+    let (code, stdout, stderr) = run_cmd(&bin, &args);
     assert_eq!(code, 0, "{stderr}\n{}", bed.logs());
     assert!(stdout.starts_with(r#"{"signer_result": {"status": "ok", "error_message": ""}, "operation_results": [[{"msg": {"sig_key_id": ""#), "{stdout}");
     let v: Value = serde_json::from_str(&stdout).unwrap();
@@ -88,7 +78,7 @@ fn json_raw_and_symlinked_invocations_sign_and_exit_zero() {
     std::os::unix::fs::symlink(&bin, &link).unwrap();
     let mut args = common_args(true);
     args[1] = "test-alias";
-    let (code, stdout, stderr) = run(&link, &args);
+    let (code, stdout, stderr) = run_cmd(&link, &args);
     assert_eq!(code, 0, "{stderr}");
     let lines: Vec<&str> = stdout.lines().collect();
     assert_eq!(lines.len(), 2, "{stdout}");
@@ -129,7 +119,7 @@ fn refused_and_unanswered_requests_exit_one_and_say_why() {
     // An unknown key: the server refuses, the client says so and exits 1 (pubtools-sign would exit 0).
     let mut args = vec!["msg-container-sign", "--signing-key", "0123456789ABCDEF"];
     args.extend(base);
-    let (code, stdout, stderr) = run(&bin, &args);
+    let (code, stdout, stderr) = run_cmd(&bin, &args);
     assert_eq!(code, 1, "{stdout}{stderr}");
     let v: Value = serde_json::from_str(&stdout).unwrap();
     assert_eq!(v["signer_result"]["status"], "error");
@@ -139,7 +129,7 @@ fn refused_and_unanswered_requests_exit_one_and_say_why() {
         .unwrap();
     assert!(err.contains("unknown signing key \"89ABCDEF\""), "{err}");
     args.push("--raw");
-    let (code, stdout, stderr) = run(&bin, &args);
+    let (code, stdout, stderr) = run_cmd(&bin, &args);
     assert_eq!((code, stdout.as_str()), (1, ""));
     assert!(stderr.contains("unknown signing key"), "{stderr}");
 
@@ -164,7 +154,7 @@ fn refused_and_unanswered_requests_exit_one_and_say_why() {
         .unwrap();
     args[at] = cfg2.to_str().unwrap();
     let started = std::time::Instant::now();
-    let (code, stdout, stderr) = run(&bin, &args);
+    let (code, stdout, stderr) = run_cmd(&bin, &args);
     assert_eq!(code, 1, "{stdout}{stderr}");
     assert!(
         stderr.contains("MessagingTimeout") && stderr.contains("1 of 1 requests got no reply"),
@@ -174,7 +164,7 @@ fn refused_and_unanswered_requests_exit_one_and_say_why() {
     assert!(started.elapsed() < std::time::Duration::from_secs(20));
 
     // Bad input is refused before anything is sent.
-    let (code, _, stderr) = run(
+    let (code, _, stderr) = run_cmd(
         &bin,
         &[
             "msg-container-sign",

@@ -34,7 +34,7 @@ pub async fn run<S: Signer>(
         uuid::Uuid::new_v4().simple()
     );
     let mut backoff = Duration::from_millis(200);
-    let mut current: Option<Arc<transport::amqp1::Amqp1>> = None;
+    let mut current: Option<Arc<transport::Broker>> = None;
     while !shutdown.is_cancelled() {
         let connected = tokio::select! {
             _ = shutdown.cancelled() => break,

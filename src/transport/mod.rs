@@ -5,6 +5,8 @@
 //! dropped unsettled is released back to the broker, never lost. This module knows nothing of gpg, claims or
 //! the JSON inside bodies: bodies are bytes, properties are JSON scalars.
 
+pub mod address;
+pub mod amqp091;
 pub mod amqp1;
 mod delivery;
 
@@ -107,12 +109,28 @@ pub enum Sasl {
     Plain,
 }
 
+/// Which AMQP protocol to speak.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Deserialize, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Protocol {
+    /// By URL scheme: `amqp091://` / `amqps091://` mean AMQP 0-9-1, `amqp://` / `amqps://` AMQP 1.0.
+    #[default]
+    Auto,
+    /// AMQP 1.0 (fe2o3-amqp): RabbitMQ 4, ActiveMQ, Artemis, Qpid.
+    Amqp1,
+    /// AMQP 0-9-1 (lapin): RabbitMQ's native protocol.
+    Amqp091,
+}
+
 /// Where and how to connect: a failover list of URLs tried in order.
 #[derive(Debug, Clone, serde::Deserialize, serde::Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct BrokerConfig {
     /// Broker URLs, `amqp://host:port` (or `amqps://`), tried in order until one connects.
     pub urls: Vec<String>,
+    /// Protocol; `auto` decides by the first URL's scheme.
+    #[serde(default)]
+    pub protocol: Protocol,
     /// SASL mechanism. Credentials in a URL (`amqp://user:pass@host`) imply PLAIN.
     #[serde(default)]
     pub sasl: Sasl,
@@ -135,6 +153,7 @@ impl Default for BrokerConfig {
     fn default() -> Self {
         BrokerConfig {
             urls: Vec::new(),
+            protocol: Protocol::default(),
             sasl: Sasl::default(),
             username: None,
             password: None,
@@ -143,10 +162,76 @@ impl Default for BrokerConfig {
     }
 }
 
-/// Connects to the first broker of `cfg.urls` that answers.
-pub async fn connect(
-    cfg: &BrokerConfig,
-    container_id: &str,
-) -> Result<amqp1::Amqp1, TransportError> {
-    amqp1::Amqp1::connect(cfg, container_id).await
+impl BrokerConfig {
+    /// The protocol to speak, resolving `auto` by the first URL's scheme.
+    pub fn resolved_protocol(&self) -> Protocol {
+        match self.protocol {
+            Protocol::Auto => {
+                let first = self.urls.first().map(String::as_str).unwrap_or_default();
+                if first.starts_with("amqp091://") || first.starts_with("amqps091://") {
+                    Protocol::Amqp091
+                } else {
+                    Protocol::Amqp1
+                }
+            }
+            p => p,
+        }
+    }
+}
+
+/// A connection over whichever protocol the configuration chose.
+pub enum Broker {
+    /// AMQP 1.0.
+    Amqp1(amqp1::Amqp1),
+    /// AMQP 0-9-1.
+    Amqp091(amqp091::Amqp091),
+}
+
+impl Broker {
+    /// The (redacted) URL connected to.
+    pub fn url(&self) -> &str {
+        match self {
+            Broker::Amqp1(b) => b.url(),
+            Broker::Amqp091(b) => b.url(),
+        }
+    }
+}
+
+impl Transport for Broker {
+    async fn publish(&self, msg: OutgoingMessage) -> Result<(), TransportError> {
+        match self {
+            Broker::Amqp1(b) => b.publish(msg).await,
+            Broker::Amqp091(b) => b.publish(msg).await,
+        }
+    }
+
+    async fn subscribe(
+        &self,
+        address: &str,
+        prefetch: u32,
+    ) -> Result<Subscription, TransportError> {
+        match self {
+            Broker::Amqp1(b) => b.subscribe(address, prefetch).await,
+            Broker::Amqp091(b) => b.subscribe(address, prefetch).await,
+        }
+    }
+
+    async fn close(&self) {
+        match self {
+            Broker::Amqp1(b) => b.close().await,
+            Broker::Amqp091(b) => b.close().await,
+        }
+    }
+}
+
+/// Connects to the first broker of `cfg.urls` that answers, over the configured protocol.
+pub async fn connect(cfg: &BrokerConfig, container_id: &str) -> Result<Broker, TransportError> {
+    match cfg.resolved_protocol() {
+        Protocol::Amqp091 => Ok(Broker::Amqp091(
+            amqp091::Amqp091::connect(cfg, container_id).await?,
+        )),
+        _ => Ok(Broker::Amqp1(
+            amqp1::Amqp1::connect(cfg, container_id).await?,
+        )),
+    }
 }

@@ -56,6 +56,25 @@ impl Env {
     }
 }
 
+/// The protocol the test servers speak: `SIGNBUS_TEST_PROTOCOL` (`amqp1`, the default, or `amqp091`). The
+/// same suite runs once per protocol combination (see testenv/test.sh).
+pub fn server_protocol() -> String {
+    std::env::var("SIGNBUS_TEST_PROTOCOL").unwrap_or_else(|_| "amqp1".into())
+}
+
+/// The protocol the test requesters speak: `SIGNBUS_TEST_REQUESTER_PROTOCOL`, default the server's.
+pub fn requester_protocol() -> String {
+    std::env::var("SIGNBUS_TEST_REQUESTER_PROTOCOL").unwrap_or_else(|_| server_protocol())
+}
+
+fn protocol_of(name: &str) -> signbus::transport::Protocol {
+    match name {
+        "amqp091" => signbus::transport::Protocol::Amqp091,
+        "amqp1" => signbus::transport::Protocol::Amqp1,
+        other => panic!("unknown protocol {other:?} (amqp1 or amqp091)"),
+    }
+}
+
 /// A unique name for this test's queues and task ids.
 pub fn unique(prefix: &str) -> String {
     format!(
@@ -118,6 +137,7 @@ pub fn server_config(env: &Env, queue: &str, extra_server: &str) -> String {
     format!(
         r#"broker:
   urls: ["{url}"]
+  protocol: {protocol}
   sasl: anonymous
 server:
   listen_to: "/queues/{queue}"
@@ -135,6 +155,7 @@ signing:
       name: "rsa"
 "#,
         url = env.amqp_url(),
+        protocol = server_protocol(),
         home = env.gnupg_home(),
         ed = env.key_ed25519(),
         rsa = env.key_rsa(),
@@ -397,7 +418,7 @@ impl Drop for Bed {
 }
 
 /// An AMQP 1.0 connection to the testenv broker.
-pub async fn connect(env: &Env, name: &str) -> signbus::transport::amqp1::Amqp1 {
+pub async fn connect(env: &Env, name: &str) -> signbus::transport::Broker {
     let cfg = signbus::transport::BrokerConfig {
         urls: vec![env.amqp_url().into()],
         ..Default::default()

@@ -1,0 +1,486 @@
+//! AMQP 0-9-1 transport on lapin (RabbitMQ's native protocol).
+//!
+//! Publishes on a channel in confirm mode with `mandatory` set: a publish resolves only when the broker
+//! confirmed it, and a message no queue could take (`basic.return`) or a nack is an error, never a silent drop.
+//! Each subscription has its own channel with `basic.qos` prefetch and manual acknowledgement; a task owns the
+//! consumer and applies settlements (ack, reject → dead-letter, nack+requeue → redeliver). Addresses map to
+//! exchanges, routing keys and queues as [`super::address`] documents. Bodies are bytes: a message published
+//! over AMQP 1.0 with a string body arrives here AMQP-encoded, and is decoded back to its text.
+
+use super::address::Address;
+use super::delivery::{Control, SettleCommand};
+use super::{
+    BrokerConfig, Delivery, IncomingMessage, OutgoingMessage, Settlement, Subscription, Transport,
+    TransportError,
+};
+use futures_util::StreamExt;
+use lapin::options::{
+    BasicAckOptions, BasicCancelOptions, BasicConsumeOptions, BasicNackOptions,
+    BasicPublishOptions, BasicQosOptions, BasicRejectOptions, ConfirmSelectOptions,
+    QueueBindOptions, QueueDeclareOptions,
+};
+use lapin::types::{AMQPValue, FieldTable, ShortString};
+use lapin::Confirmation;
+use lapin::{BasicProperties, Channel, Connection, ConnectionProperties};
+use serde_json::{Map, Value};
+use std::collections::HashMap;
+use std::time::Duration;
+use tokio::sync::mpsc;
+
+/// A live AMQP 0-9-1 connection with a confirm-mode publishing channel.
+pub struct Amqp091 {
+    connection: Connection,
+    publisher: Channel,
+    publish_timeout: Duration,
+    url: String,
+}
+
+/// The lapin URI for a signbus broker URL: `amqp091://` / `amqps091://` become `amqp://` / `amqps://`, and the
+/// default vhost is filled in.
+pub fn lapin_uri(url: &str, cfg: &BrokerConfig) -> String {
+    let mut uri = url
+        .replacen("amqp091://", "amqp://", 1)
+        .replacen("amqps091://", "amqps://", 1);
+    if let (Ok(mut u), Some(user)) = (url::Url::parse(&uri), cfg.username.as_deref()) {
+        if u.username().is_empty() && cfg.sasl == super::Sasl::Plain {
+            let _ = u.set_username(user);
+            let _ = u.set_password(cfg.password.as_deref());
+            uri = u.to_string();
+        }
+    }
+    uri
+}
+
+impl Amqp091 {
+    /// Connects to the first URL in `cfg.urls` that accepts a connection and a confirm-mode channel.
+    pub async fn connect(cfg: &BrokerConfig, container_id: &str) -> Result<Self, TransportError> {
+        let mut last = String::new();
+        for url in &cfg.urls {
+            let props = ConnectionProperties::default().with_connection_name(container_id.into());
+            let attempt = async {
+                let connection = Connection::connect(&lapin_uri(url, cfg), props)
+                    .await
+                    .map_err(|e| e.to_string())?;
+                let publisher = connection
+                    .create_channel()
+                    .await
+                    .map_err(|e| e.to_string())?;
+                publisher
+                    .confirm_select(ConfirmSelectOptions::default())
+                    .await
+                    .map_err(|e| e.to_string())?;
+                Ok::<_, String>((connection, publisher))
+            };
+            match tokio::time::timeout(Duration::from_secs(10), attempt).await {
+                Ok(Ok((connection, publisher))) => {
+                    let url = super::amqp1::redact(url);
+                    tracing::info!(broker = %url, "connected (AMQP 0-9-1)");
+                    return Ok(Amqp091 {
+                        connection,
+                        publisher,
+                        publish_timeout: Duration::from_secs(cfg.publish_timeout_secs.max(1)),
+                        url,
+                    });
+                }
+                Ok(Err(e)) => last = e,
+                Err(_) => last = "connect timed out after 10 s".into(),
+            }
+            tracing::warn!(broker = %super::amqp1::redact(url), error = %last, "broker connection failed");
+        }
+        Err(TransportError::Connect {
+            attempts: cfg
+                .urls
+                .iter()
+                .map(|u| super::amqp1::redact(u))
+                .collect::<Vec<_>>()
+                .join(", "),
+            last,
+        })
+    }
+
+    /// The (redacted) URL this connection reached.
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+}
+
+fn bad_address(e: super::address::AddressError) -> TransportError {
+    TransportError::BadUrl {
+        url: e.0.clone(),
+        reason: e.to_string(),
+    }
+}
+
+impl Transport for Amqp091 {
+    async fn publish(&self, msg: OutgoingMessage) -> Result<(), TransportError> {
+        let (exchange, routing_key) = match Address::parse(&msg.address).map_err(bad_address)? {
+            Address::Queue(q) => (String::new(), q),
+            Address::Exchange {
+                exchange,
+                routing_key,
+            } => (exchange, routing_key),
+        };
+        // Type `amqp-1.0` with an AMQP-encoded body tells RabbitMQ the payload is AMQP 1.0 sections, so an AMQP 1.0
+        // receiver (pubtools-sign's python-qpid-proton) gets a string body, exactly as if sent over AMQP 1.0.
+        let mut props = BasicProperties::default()
+            .with_type(AMQP10_TYPE.into())
+            .with_headers(to_headers(&msg.properties))
+            .with_delivery_mode(if msg.durable { 2 } else { 1 });
+        if let Some(r) = &msg.reply_to {
+            props = props.with_reply_to(r.as_str().into());
+        }
+        if let Some(ttl) = msg.ttl {
+            props = props.with_expiration(ttl.as_millis().to_string().into());
+        }
+        let address = msg.address.clone();
+        let lost = |e: lapin::Error| TransportError::Lost(e.to_string());
+        let confirm = async {
+            let pending = self
+                .publisher
+                .basic_publish(
+                    exchange.as_str().into(),
+                    routing_key.as_str().into(),
+                    BasicPublishOptions {
+                        mandatory: true,
+                        ..Default::default()
+                    },
+                    &encode_amqp1_string(&msg.body),
+                    props,
+                )
+                .await
+                .map_err(lost)?;
+            pending.await.map_err(lost)
+        };
+        let confirmation = tokio::time::timeout(self.publish_timeout, confirm)
+            .await
+            .map_err(|_| TransportError::Timeout {
+                address: address.clone(),
+                timeout: self.publish_timeout,
+            })??;
+        match confirmation {
+            Confirmation::Ack(None) => Ok(()),
+            Confirmation::Ack(Some(_)) => Err(TransportError::Unroutable { address }),
+            Confirmation::Nack(_) => Err(TransportError::Rejected {
+                address,
+                reason: "broker nacked the message".into(),
+            }),
+            Confirmation::NotRequested => Err(TransportError::Rejected {
+                address,
+                reason: "no publisher confirm".into(),
+            }),
+        }
+    }
+
+    async fn subscribe(
+        &self,
+        address: &str,
+        prefetch: u32,
+    ) -> Result<Subscription, TransportError> {
+        let attach = |e: lapin::Error| TransportError::Attach {
+            address: address.to_owned(),
+            reason: e.to_string(),
+        };
+        let channel = self.connection.create_channel().await.map_err(attach)?;
+        channel
+            .basic_qos(
+                prefetch.clamp(1, u16::MAX as u32) as u16,
+                BasicQosOptions::default(),
+            )
+            .await
+            .map_err(attach)?;
+        let queue = match Address::parse(address).map_err(bad_address)? {
+            Address::Queue(q) => q,
+            Address::Exchange {
+                exchange,
+                routing_key,
+            } => {
+                let opts = QueueDeclareOptions {
+                    exclusive: true,
+                    auto_delete: true,
+                    ..Default::default()
+                };
+                let q = channel
+                    .queue_declare("".into(), opts, FieldTable::default())
+                    .await
+                    .map_err(attach)?;
+                let name = q.name().clone();
+                channel
+                    .queue_bind(
+                        name.clone(),
+                        exchange.into(),
+                        routing_key.into(),
+                        QueueBindOptions::default(),
+                        FieldTable::default(),
+                    )
+                    .await
+                    .map_err(attach)?;
+                name.to_string()
+            }
+        };
+        let tag = format!("signbus-{}", uuid::Uuid::new_v4().simple());
+        let consumer = channel
+            .basic_consume(
+                queue.as_str().into(),
+                tag.as_str().into(),
+                BasicConsumeOptions::default(),
+                FieldTable::default(),
+            )
+            .await
+            .map_err(attach)?;
+        let (out_tx, out_rx) = mpsc::unbounded_channel();
+        let (ctl_tx, ctl_rx) = mpsc::channel(1);
+        let (settle_tx, settle_rx) = mpsc::unbounded_channel();
+        tokio::spawn(run_consumer(
+            channel,
+            consumer,
+            tag,
+            out_tx,
+            ctl_rx,
+            settle_tx,
+            settle_rx,
+            address.to_owned(),
+        ));
+        Ok(Subscription::new(out_rx, ctl_tx, address.to_owned()))
+    }
+
+    async fn close(&self) {
+        let _ = self.connection.close(200, "bye".into()).await;
+    }
+}
+
+/// Owns one consumer: forwards deliveries, applies settlements, cancels on pause, and closes its channel once
+/// the subscription is gone and every delivery it handed out is settled or dropped.
+#[allow(clippy::too_many_arguments)]
+async fn run_consumer(
+    channel: Channel,
+    mut consumer: lapin::Consumer,
+    tag: String,
+    out: mpsc::UnboundedSender<Delivery>,
+    mut control: mpsc::Receiver<Control>,
+    settle_tx: mpsc::UnboundedSender<SettleCommand>,
+    mut settle_rx: mpsc::UnboundedReceiver<SettleCommand>,
+    address: String,
+) {
+    let mut pending: HashMap<u64, lapin::Acker> = HashMap::new();
+    let mut next_token = 0u64;
+    let mut flowing = true;
+    let mut subscribed = true;
+    loop {
+        if !subscribed && pending.is_empty() {
+            break;
+        }
+        tokio::select! {
+            biased;
+            Some(cmd) = settle_rx.recv() => {
+                let result = match pending.remove(&cmd.token) {
+                    Some(acker) => settle(&acker, &cmd.settlement).await,
+                    None => Err(TransportError::Lost("delivery already settled".into())),
+                };
+                if let Err(e) = &result {
+                    tracing::warn!(%address, error = %e, settlement = ?cmd.settlement, "settlement failed");
+                }
+                if let Some(done) = cmd.done {
+                    let _ = done.send(result);
+                }
+            }
+            ctl = control.recv(), if subscribed => {
+                if flowing {
+                    let _ = channel.basic_cancel(tag.as_str().into(), BasicCancelOptions::default()).await;
+                    flowing = false;
+                }
+                match ctl {
+                    Some(Control::Pause(ack)) => { let _ = ack.send(()); }
+                    None => subscribed = false,
+                }
+            }
+            next = consumer.next(), if flowing => {
+                match next {
+                    Some(Ok(d)) => {
+                        next_token += 1;
+                        let message = from_delivery(&d);
+                        pending.insert(next_token, d.acker.clone());
+                        // If nobody takes it, dropping it queues a Release for this loop to apply.
+                        let _ = out.send(Delivery::new(message, next_token, settle_tx.clone()));
+                    }
+                    Some(Err(e)) => {
+                        tracing::warn!(%address, error = %e, "consumer ended");
+                        return;
+                    }
+                    None => {
+                        // Cancelled (pause) or the channel closed; keep settling what is pending.
+                        flowing = false;
+                        if subscribed && !channel.status().connected() {
+                            tracing::warn!(%address, "channel closed");
+                            return;
+                        }
+                    }
+                }
+            }
+        }
+    }
+    let _ = channel.close(200, "done".into()).await;
+}
+
+async fn settle(acker: &lapin::Acker, s: &Settlement) -> Result<(), TransportError> {
+    let r = match s {
+        Settlement::Accept => acker.ack(BasicAckOptions::default()).await,
+        Settlement::Reject { .. } => acker.reject(BasicRejectOptions { requeue: false }).await,
+        Settlement::Release => {
+            acker
+                .nack(BasicNackOptions {
+                    requeue: true,
+                    ..Default::default()
+                })
+                .await
+        }
+    };
+    r.map(|_| ())
+        .map_err(|e| TransportError::Lost(e.to_string()))
+}
+
+fn to_headers(props: &Map<String, Value>) -> FieldTable {
+    let mut t = FieldTable::default();
+    for (k, v) in props {
+        let value = match v {
+            Value::Null => AMQPValue::Void,
+            Value::Bool(b) => AMQPValue::Boolean(*b),
+            Value::Number(n) => match n.as_i64() {
+                Some(i) => AMQPValue::LongLongInt(i),
+                None => AMQPValue::Double(n.as_f64().unwrap_or_default()),
+            },
+            Value::String(s) => AMQPValue::LongString(s.as_str().into()),
+            other => AMQPValue::LongString(other.to_string().into()),
+        };
+        t.insert(ShortString::from(k.as_str()), value);
+    }
+    t
+}
+
+fn header_to_json(v: &AMQPValue) -> Value {
+    match v {
+        AMQPValue::Void => Value::Null,
+        AMQPValue::Boolean(b) => Value::Bool(*b),
+        AMQPValue::ShortShortInt(x) => (*x).into(),
+        AMQPValue::ShortShortUInt(x) => (*x).into(),
+        AMQPValue::ShortInt(x) => (*x).into(),
+        AMQPValue::ShortUInt(x) => (*x).into(),
+        AMQPValue::LongInt(x) => (*x).into(),
+        AMQPValue::LongUInt(x) => (*x).into(),
+        AMQPValue::LongLongInt(x) => (*x).into(),
+        AMQPValue::Float(x) => {
+            serde_json::Number::from_f64(*x as f64).map_or(Value::Null, Value::Number)
+        }
+        AMQPValue::Double(x) => serde_json::Number::from_f64(*x).map_or(Value::Null, Value::Number),
+        AMQPValue::ShortString(s) => Value::String(s.to_string()),
+        AMQPValue::LongString(s) => Value::String(s.to_string()),
+        AMQPValue::Timestamp(t) => (*t).into(),
+        other => Value::String(format!("{other:?}")),
+    }
+}
+
+fn from_delivery(d: &lapin::message::Delivery) -> IncomingMessage {
+    let mut properties = Map::new();
+    if let Some(h) = d.properties.headers() {
+        for (k, v) in h.inner() {
+            properties.insert(k.to_string(), header_to_json(v));
+        }
+    }
+    IncomingMessage {
+        body: decode_amqp1_body(&d.data).unwrap_or_else(|| d.data.clone()),
+        properties,
+        reply_to: d.properties.reply_to().as_ref().map(|r| r.to_string()),
+        delivery_count: u32::from(d.redelivered),
+    }
+}
+
+/// The 0-9-1 `type` RabbitMQ uses for payloads that are AMQP 1.0 encoded sections.
+const AMQP10_TYPE: &str = "amqp-1.0";
+
+/// `text` as an AMQP 1.0 `amqp-value` section holding a string.
+pub fn encode_amqp1_string(text: &str) -> Vec<u8> {
+    let b = text.as_bytes();
+    let mut out = Vec::with_capacity(b.len() + 8);
+    out.extend_from_slice(&[0x00, 0x53, 0x77]);
+    match u8::try_from(b.len()) {
+        Ok(n) => out.extend_from_slice(&[0xa1, n]),
+        Err(_) => {
+            out.push(0xb1);
+            out.extend_from_slice(&(b.len() as u32).to_be_bytes());
+        }
+    }
+    out.extend_from_slice(b);
+    out
+}
+
+/// A message that was published over AMQP 1.0 reaches a 0-9-1 consumer with its body sections AMQP-encoded.
+/// Returns the text or bytes of an `amqp-value` string/binary section or of `data` sections; `None` when the
+/// payload is not AMQP-encoded (a JSON document never starts with a zero byte).
+pub fn decode_amqp1_body(bytes: &[u8]) -> Option<Vec<u8>> {
+    let mut rest = bytes;
+    let mut out = Vec::new();
+    let mut any = false;
+    while !rest.is_empty() {
+        // Described section: 0x00 0x53 <descriptor code>.
+        let [0x00, 0x53, code, ctor, tail @ ..] = rest else {
+            return None;
+        };
+        let (len, body) = match ctor {
+            0xa0 | 0xa1 => (*tail.first()? as usize, tail.get(1..)?),
+            0xb0 | 0xb1 => (
+                u32::from_be_bytes(tail.get(..4)?.try_into().ok()?) as usize,
+                tail.get(4..)?,
+            ),
+            _ => return None,
+        };
+        match code {
+            0x75 | 0x77 => out.extend_from_slice(body.get(..len)?),
+            _ => return None,
+        }
+        any = true;
+        rest = &body[len..];
+    }
+    any.then_some(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn decodes_amqp1_string_and_data_bodies() {
+        let mut v = vec![0x00, 0x53, 0x77, 0xa1, 4];
+        v.extend_from_slice(b"{\"a\"");
+        assert_eq!(decode_amqp1_body(&v).unwrap(), b"{\"a\"");
+        let mut d = vec![0x00, 0x53, 0x75, 0xb0, 0, 0, 0, 2];
+        d.extend_from_slice(b"{}");
+        assert_eq!(decode_amqp1_body(&d).unwrap(), b"{}");
+        assert!(decode_amqp1_body(b"{\"plain\": true}").is_none());
+        assert!(
+            decode_amqp1_body(&[0x00, 0x53, 0x77, 0xa1, 9, b'x']).is_none(),
+            "truncated"
+        );
+    }
+
+    #[test]
+    fn encodes_what_it_decodes() {
+        for len in [0, 5, 255, 256, 70_000] {
+            let text = "x".repeat(len);
+            assert_eq!(
+                decode_amqp1_body(&encode_amqp1_string(&text)).unwrap(),
+                text.as_bytes()
+            );
+        }
+    }
+
+    #[test]
+    fn headers_round_trip() {
+        let mut m = Map::new();
+        m.insert("s".into(), "x".into());
+        m.insert("n".into(), 7.into());
+        m.insert("b".into(), false.into());
+        let t = to_headers(&m);
+        for (k, v) in t.inner() {
+            assert_eq!(header_to_json(v), m[k.as_str()]);
+        }
+    }
+}
