@@ -184,7 +184,7 @@ pub enum Broker {
     /// AMQP 1.0.
     Amqp1(amqp1::Amqp1),
     /// AMQP 0-9-1.
-    Amqp091(amqp091::Amqp091),
+    Amqp091(Box<amqp091::Amqp091>),
 }
 
 impl Broker {
