@@ -227,9 +227,9 @@ impl Transport for Broker {
 /// Connects to the first broker of `cfg.urls` that answers, over the configured protocol.
 pub async fn connect(cfg: &BrokerConfig, container_id: &str) -> Result<Broker, TransportError> {
     match cfg.resolved_protocol() {
-        Protocol::Amqp091 => Ok(Broker::Amqp091(
+        Protocol::Amqp091 => Ok(Broker::Amqp091(Box::new(
             amqp091::Amqp091::connect(cfg, container_id).await?,
-        )),
+        ))),
         _ => Ok(Broker::Amqp1(
             amqp1::Amqp1::connect(cfg, container_id).await?,
         )),
