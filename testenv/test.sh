@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Runs the whole test suite against the real broker: installs build dependencies, brings the test environment
-# up (idempotent), runs every test with cargo nextest, and prints the figures the tests measure.
+# up (idempotent), runs every test with cargo nextest, then runs the broker-facing tests again for each other
+# protocol combination (server × requester over AMQP 1.0 and AMQP 0-9-1). Prints the figures tests measure.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -16,4 +17,16 @@ if [ ${#missing[@]} -gt 0 ]; then
 fi
 
 testenv/up.sh
-cargo nextest run --no-fail-fast --success-output final "$@"
+
+# 1. Everything, with server and requester on AMQP 1.0.
+SIGNBUS_TEST_PROTOCOL=amqp1 SIGNBUS_TEST_REQUESTER_PROTOCOL=amqp1 \
+    cargo nextest run --no-fail-fast --success-output final "$@"
+
+# 2. The same broker-facing tests over the other protocol combinations (one suite, parametrised).
+BROKER_TESTS='binary(/^(container|bad|cli|every|sigterm|sigkill|pubtools)/)'
+for combo in "amqp091 amqp091" "amqp1 amqp091" "amqp091 amqp1"; do
+    set -- $combo
+    echo "test.sh: server over $1, requester over $2" >&2
+    SIGNBUS_TEST_PROTOCOL=$1 SIGNBUS_TEST_REQUESTER_PROTOCOL=$2 \
+        cargo nextest run --no-fail-fast -E "$BROKER_TESTS"
+done

@@ -268,8 +268,13 @@ signing:
       aliases: ["test-rsa"]
 EOF
     mv "$tmp" "$RUN_DIR/server.yaml"
+    # The same server over AMQP 0-9-1 (lapin): same keys, same broker, same addresses.
+    sed 's|^  sasl: anonymous$|  protocol: amqp091\n  sasl: anonymous|' "$RUN_DIR/server.yaml" >"$RUN_DIR/server-amqp091.yaml.tmp"
+    mv "$RUN_DIR/server-amqp091.yaml.tmp" "$RUN_DIR/server-amqp091.yaml"
     write_client_yaml "$RUN_DIR/client.yaml" "$AMQP_URL"
     write_client_yaml "$RUN_DIR/client-relay.yaml" "$RELAY_URL"
+    # pubtools-sign format; the amqp091:// scheme makes the signbus requester speak AMQP 0-9-1.
+    write_client_yaml "$RUN_DIR/client-amqp091.yaml" "amqp091://127.0.0.1:$AMQP_PORT"
 }
 
 write_rabbitmq_etc() {
@@ -537,6 +542,8 @@ main() {
     {
         printf 'export SIGNBUS_SERVER_CONFIG=%q\n' "$RUN_DIR/server.yaml"
         printf 'export SIGNBUS_CLIENT_CONFIG=%q\n' "$RUN_DIR/client.yaml"
+        printf 'export SIGNBUS_SERVER_CONFIG_AMQP091=%q\n' "$RUN_DIR/server-amqp091.yaml"
+        printf 'export SIGNBUS_CLIENT_CONFIG_AMQP091=%q\n' "$RUN_DIR/client-amqp091.yaml"
         printf 'export SIGNBUS_CLIENT_CONFIG_RELAY=%q\n' "$RUN_DIR/client-relay.yaml"
         printf 'export SIGNBUS_PUBTOOLS_BIN=%q\n' "$venv/bin"
         printf 'export GNUPGHOME=%q\n' "$GNUPG_DIR"

@@ -5,110 +5,20 @@
 mod common;
 
 use common::*;
-use serde_json::Value;
-use signbus::requester::{self, config::RequesterConfig, ContainerSignInput};
-use signbus::transport::{self, BrokerConfig, OutgoingMessage, Settlement, Transport};
-use std::collections::HashSet;
-use std::path::Path;
-use std::time::{Duration, Instant};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_mid_run_loses_no_request() {
-    let env = Env::load();
-    let queue = unique("drain");
-    declare_request_queue(&env, &queue);
-    let config = server_config(&env, &queue, "  grace_period_secs: 20");
-    let config = config.replace("max_in_flight: 64", "max_in_flight: 8");
-    let mut first = Some(Server::start(&config));
-
-    let n = 300;
-    let cfg =
-        RequesterConfig::parse(&client_config(&env, &queue, 30), Path::new("c"), |_| None).unwrap();
-    let cfg = cfg.single().unwrap().clone();
-    let task = unique("t");
-    let digest = format!("sha256:{}", "ab".repeat(32));
-    let input = ContainerSignInput {
-        digests: vec![digest; n],
-        references: (0..n)
-            .map(|i| format!("registry.example.com/ns/app:{i}"))
-            .collect(),
-        signing_keys: vec![env.key_rsa().to_owned()],
-        task_id: task.clone(),
-        requester: Some("tester".into()),
-        ..Default::default()
-    };
-    let requests = requester::prepare_container(&cfg, "tester", &input).unwrap();
-    let conn = transport::connect(
-        &BrokerConfig {
-            urls: vec![env.amqp_url().into()],
-            ..Default::default()
-        },
-        "drain",
-    )
-    .await
-    .unwrap();
-    let mut replies = conn
-        .subscribe(&format!("/topic/signbus.reply.tester.{task}"), 500)
-        .await
-        .unwrap();
-    for r in &requests {
-        conn.publish(OutgoingMessage {
-            address: r.address.clone(),
-            body: Value::Object(r.body.clone()).to_string(),
-            properties: r.properties.clone(),
-            ..Default::default()
-        })
-        .await
-        .unwrap();
-    }
-
-    let mut answered = HashSet::new();
-    let mut second = None;
-    let deadline = Instant::now() + Duration::from_secs(120);
-    while answered.len() < n {
+    every_request_answered_across_a_stop("drain", "  grace_period_secs: 20", 500, |mut server| {
+        let status = server.stop();
+        let logs = server.logs();
         assert!(
-            Instant::now() < deadline,
-            "only {} of {n} answered",
-            answered.len()
+            status.success(),
+            "first server exited with {status}: {logs}"
         );
-        let Ok(Some(d)) = tokio::time::timeout(Duration::from_secs(30), replies.next()).await
-        else {
-            panic!("no reply for 30 s with {} of {n} answered", answered.len());
-        };
-        let v: Value = serde_json::from_slice(&d.message().body).unwrap();
-        d.settle(Settlement::Accept).await.unwrap();
-        assert_eq!(v["msg"]["errors"], Value::Array(vec![]), "{v}");
-        answered.insert(v["msg"]["request_id"].as_str().unwrap().to_owned());
-        if answered.len() == 30 && second.is_none() {
-            // Stop the first server mid-run; it must drain and exit cleanly.
-            let mut server = first.take().unwrap();
-            let status = tokio::task::spawn_blocking(move || {
-                let s = server.stop();
-                (s, server.logs())
-            })
-            .await
-            .unwrap();
-            assert!(
-                status.0.success(),
-                "first server exited with {}: {}",
-                status.0,
-                status.1
-            );
-            assert!(
-                status.1.contains("shutdown requested") && status.1.contains("\"stopped\""),
-                "{}",
-                status.1
-            );
-            second = Some(Server::start(&config));
-        }
-    }
-    assert!(
-        second.is_some(),
-        "the first server answered everything before it was stopped"
-    );
-    let ids: HashSet<String> = requests.iter().map(|r| r.id.clone()).collect();
-    assert_eq!(answered, ids);
-    conn.close().await;
-    drop(second);
-    delete_request_queue(&env, &queue);
+        assert!(
+            logs.contains("shutdown requested") && logs.contains("\"stopped\""),
+            "{logs}"
+        );
+    })
+    .await;
 }

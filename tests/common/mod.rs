@@ -463,3 +463,95 @@ pub fn gpg_verify(env: &Env, args: &[&std::path::Path]) -> Result<String, String
 pub fn signbus_bin() -> PathBuf {
     PathBuf::from(env!("CARGO_BIN_EXE_signbus"))
 }
+/// Sends `n` requests to a server, calls `stop` on it after 30 replies, starts a second server on the same
+/// queue, and checks that every request is answered without errors.
+pub async fn every_request_answered_across_a_stop(
+    prefix: &str,
+    extra_server: &str,
+    n: usize,
+    stop: fn(Server),
+) {
+    let env = Env::load();
+    let queue = unique(prefix);
+    declare_request_queue(&env, &queue);
+    let config = server_config(&env, &queue, extra_server);
+    let config = config.replace("max_in_flight: 64", "max_in_flight: 8");
+    let mut first = Some(Server::start(&config));
+
+    let cfg = signbus::requester::RequesterConfig::parse(
+        &client_config(&env, &queue, 30),
+        std::path::Path::new("c"),
+        |_| None,
+    )
+    .unwrap();
+    let cfg = cfg.single().unwrap().clone();
+    let task = unique("t");
+    let digest = format!("sha256:{}", "ab".repeat(32));
+    let input = signbus::requester::ContainerSignInput {
+        digests: vec![digest; n],
+        references: (0..n)
+            .map(|i| format!("registry.example.com/ns/app:{i}"))
+            .collect(),
+        signing_keys: vec![env.key_rsa().to_owned()],
+        task_id: task.clone(),
+        requester: Some("tester".into()),
+        ..Default::default()
+    };
+    let requests = signbus::requester::prepare_container(&cfg, "tester", &input).unwrap();
+    let conn = connect(&env, prefix).await;
+    let reply_address = format!("/topic/signbus.reply.tester.{task}");
+    let mut replies = signbus::transport::Transport::subscribe(&conn, &reply_address, 500)
+        .await
+        .unwrap();
+    for r in &requests {
+        signbus::transport::Transport::publish(
+            &conn,
+            signbus::transport::OutgoingMessage {
+                address: r.address.clone(),
+                body: serde_json::Value::Object(r.body.clone()).to_string(),
+                properties: r.properties.clone(),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    }
+
+    let mut answered = std::collections::HashSet::new();
+    let mut second = None;
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while answered.len() < n {
+        assert!(
+            Instant::now() < deadline,
+            "only {} of {n} answered",
+            answered.len()
+        );
+        let Ok(Some(d)) = tokio::time::timeout(Duration::from_secs(30), replies.next()).await
+        else {
+            panic!("no reply for 30 s with {} of {n} answered", answered.len());
+        };
+        let v: serde_json::Value = serde_json::from_slice(&d.message().body).unwrap();
+        d.settle(signbus::transport::Settlement::Accept)
+            .await
+            .unwrap();
+        assert_eq!(v["msg"]["errors"], serde_json::Value::Array(vec![]), "{v}");
+        answered.insert(v["msg"]["request_id"].as_str().unwrap().to_owned());
+        if answered.len() == 30 && second.is_none() {
+            // Stop the first server mid-run; it must drain and exit cleanly.
+            let server = first.take().unwrap();
+            tokio::task::spawn_blocking(move || stop(server))
+                .await
+                .unwrap();
+            second = Some(Server::start(&config));
+        }
+    }
+    assert!(
+        second.is_some(),
+        "the first server answered everything before it was stopped"
+    );
+    let ids: std::collections::HashSet<String> = requests.iter().map(|r| r.id.clone()).collect();
+    assert_eq!(answered, ids);
+    signbus::transport::Transport::close(&conn).await;
+    drop(second);
+    delete_request_queue(&env, &queue);
+}
