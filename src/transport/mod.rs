@@ -107,8 +107,8 @@ pub enum Sasl {
     Plain,
 }
 
-/// Where and how to connect: a failover list of URLs tried in order.
-#[derive(Debug, Clone, serde::Deserialize, serde::Serialize)]
+/// Where and how to connect: a failover list of URLs tried in order. `Debug` redacts secrets.
+#[derive(Clone, serde::Deserialize, serde::Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct BrokerConfig {
     /// Broker URLs, `amqp://host:port` (or `amqps://`), tried in order until one connects.
@@ -140,6 +140,20 @@ impl Default for BrokerConfig {
             password: None,
             publish_timeout_secs: default_publish_timeout(),
         }
+    }
+}
+
+impl std::fmt::Debug for BrokerConfig {
+    /// Never shows the password, nor passwords inside URLs.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let urls: Vec<String> = self.urls.iter().map(|u| amqp1::redact(u)).collect();
+        f.debug_struct("BrokerConfig")
+            .field("urls", &urls)
+            .field("sasl", &self.sasl)
+            .field("username", &self.username)
+            .field("password", &self.password.as_ref().map(|_| "***"))
+            .field("publish_timeout_secs", &self.publish_timeout_secs)
+            .finish_non_exhaustive()
     }
 }
 
