@@ -359,6 +359,8 @@ async fn replay(handler: &Handler<GpgmePool>, path: &std::path::Path) -> Result<
     let handled = handler.handle_offline(&msg).await;
     let (out, code) = match handled.decision {
         Decision::Reply { message, outcome } => {
+            let span = handled.span;
+            span.in_scope(|| tracing::info!(outcome = outcome.as_str(), "replayed"));
             let body: serde_json::Value =
                 serde_json::from_str(&message.body).context("reply body")?;
             let address = Some(message.address).filter(|a| !a.is_empty());
@@ -370,6 +372,8 @@ async fn replay(handler: &Handler<GpgmePool>, path: &std::path::Path) -> Result<
             (out, i32::from(outcome != server::handler::Outcome::Signed))
         }
         Decision::Reject { reason, class } => {
+            let span = handled.span;
+            span.in_scope(|| tracing::warn!(%reason, class = class.as_str(), "replay rejected"));
             let out = serde_json::json!({"rejected": {"reason": reason, "class": class.as_str()}});
             (out, 1)
         }
