@@ -201,6 +201,7 @@ fn init_logging(filter: &str, json: bool) {
     let filter = tracing_subscriber::EnvFilter::try_new(filter).unwrap_or_else(|_| "info".into());
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_writer(std::io::stderr);
     if json {
         // One object per line: the event's fields at the top level, the request span's fields (request_id,
@@ -462,7 +463,7 @@ async fn exchange_and_print(
     let id = format!("signbus-requester-{}", uuid::Uuid::new_v4());
     let transport = transport::connect(&broker_config(&cfg.messaging_brokers), &id)
         .await
-        .context("connecting to messaging_brokers")?;
+        .context("connecting to messaging_brokers (is the broker up, and are the URLs and ports right?)")?;
     tracing::info!(requests = requests.len(), listen = %listen, "signing");
     let retry = Retry::from_config(cfg);
     let bar = {
