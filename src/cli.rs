@@ -283,7 +283,8 @@ async fn serve(a: ServeArgs) -> Result<i32> {
         Some(listener) => {
             let addr = listener.local_addr().context("metrics listener address")?;
             tracing::info!(%addr, "metrics listening");
-            let task = endpoints::serve(listener, metrics.clone(), health.clone(), http_stop.clone());
+            let task =
+                endpoints::serve(listener, metrics.clone(), health.clone(), http_stop.clone());
             Some(tokio::spawn(task))
         }
         None => {
@@ -354,8 +355,8 @@ fn replay_message(doc: serde_json::Value) -> Result<signbus::transport::Incoming
 /// `serve --replay`: one request through the handler, the reply on stdout.
 async fn replay(handler: &Handler<GpgmePool>, path: &std::path::Path) -> Result<i32> {
     let text = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
-    let doc: serde_json::Value = serde_json::from_slice(&text)
-        .with_context(|| format!("{} is not JSON", path.display()))?;
+    let doc: serde_json::Value =
+        serde_json::from_slice(&text).with_context(|| format!("{} is not JSON", path.display()))?;
     let msg = replay_message(doc).with_context(|| path.display().to_string())?;
     let handled = handler.handle_offline(&msg).await;
     let (out, code) = match handled.decision {
@@ -463,7 +464,9 @@ async fn exchange_and_print(
     let id = format!("signbus-requester-{}", uuid::Uuid::new_v4());
     let transport = transport::connect(&broker_config(&cfg.messaging_brokers), &id)
         .await
-        .context("connecting to messaging_brokers (is the broker up, and are the URLs and ports right?)")?;
+        .context(
+            "connecting to messaging_brokers (is the broker up, and are the URLs and ports right?)",
+        )?;
     tracing::info!(requests = requests.len(), listen = %listen, "signing");
     let retry = Retry::from_config(cfg);
     let bar = {
@@ -608,8 +611,9 @@ struct Bar {
 impl Bar {
     fn new(total: usize) -> Self {
         let bar = indicatif::ProgressBar::new(total as u64);
-        let style = indicatif::ProgressStyle::with_template("{bar:30} {pos}/{len} {msg} [{elapsed}]")
-            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar());
+        let style =
+            indicatif::ProgressStyle::with_template("{bar:30} {pos}/{len} {msg} [{elapsed}]")
+                .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar());
         bar.set_style(style);
         bar.enable_steady_tick(std::time::Duration::from_millis(250));
         Bar {

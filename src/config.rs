@@ -201,8 +201,8 @@ signing: {keys: [{id: "ABCD", name: "k"}]}
         assert_eq!(c.metrics.listen, Some("127.0.0.1:9464".parse().unwrap()));
         let c = ServerConfig::from_yaml(&format!("{OK}metrics: {{listen: null}}\n")).unwrap();
         assert_eq!(c.metrics.listen, None);
-        let c =
-            ServerConfig::from_yaml(&format!("{OK}metrics: {{listen: \"0.0.0.0:1234\"}}\n")).unwrap();
+        let c = ServerConfig::from_yaml(&format!("{OK}metrics: {{listen: \"0.0.0.0:1234\"}}\n"))
+            .unwrap();
         assert_eq!(c.metrics.listen, Some("0.0.0.0:1234".parse().unwrap()));
         let c = ServerConfig::from_yaml(&format!("{OK}metrics: {{}}\n")).unwrap();
         assert_eq!(c.metrics, MetricsSection::default());
@@ -214,17 +214,17 @@ signing: {keys: [{id: "ABCD", name: "k"}]}
 
     #[test]
     fn debug_output_never_shows_the_password() {
-        let text = format!(
-            "{OK}"
-        )
-        .replace(
+        let text = OK.replace(
             "broker: {urls: [\"amqp://127.0.0.1:5672\"]}",
             "broker: {urls: [\"amqp://u:hunter2@127.0.0.1:5672\"], sasl: plain, username: u, password: s3cret-pw}",
         );
         let c = ServerConfig::from_yaml(&text).unwrap();
         assert_eq!(c.broker.password.as_deref(), Some("s3cret-pw"));
         let shown = format!("{c:?} {c:#?} {:?}", c.broker);
-        assert!(!shown.contains("s3cret-pw") && !shown.contains("hunter2"), "{shown}");
+        assert!(
+            !shown.contains("s3cret-pw") && !shown.contains("hunter2"),
+            "{shown}"
+        );
         assert!(shown.contains("username"), "{shown}");
     }
 

@@ -15,7 +15,12 @@ use std::time::{Duration, Instant};
 const DIGEST: &str = "sha256:5feceb66ffc86f38d952786c6d696c79c2dbc239dd4e91b46729d73a27fb57e9";
 const OTHER: &str = "sha256:6b86b273ff34fce19d6b804eff5a3f5747ada4eaa22f1d49c01e52ddb7875b4b";
 
-fn request(task: &str, id: &str, key: &str, digest: &str) -> (Map<String, Value>, Map<String, Value>) {
+fn request(
+    task: &str,
+    id: &str,
+    key: &str,
+    digest: &str,
+) -> (Map<String, Value>, Map<String, Value>) {
     let claim = STANDARD.encode(format!(
         r#"{{"critical": {{"type": "atomic container signature", "image": {{"docker-manifest-digest": "{DIGEST}"}}, "identity": {{"docker-reference": "registry.example.com/ns/repo:1"}}}}, "optional": {{"creator": "t"}}}}"#
     ));
@@ -23,7 +28,8 @@ fn request(task: &str, id: &str, key: &str, digest: &str) -> (Map<String, Value>
         "sig_key_id": key, "claim_file": claim, "request_id": id, "created": "2026-11-27T09:05:56.465511Z",
         "requested_by": "tester", "repo": "ns/repo", "pub_task_id": task, "manifest_digest": digest,
     });
-    let props = json!({"mtype": "container_signature", "pub_task_id": task, "manifest_digest": digest});
+    let props =
+        json!({"mtype": "container_signature", "pub_task_id": task, "manifest_digest": digest});
     (
         body.as_object().unwrap().clone(),
         props.as_object().unwrap().clone(),
@@ -208,7 +214,11 @@ fn the_metrics_listener_can_be_disabled_with_listen_null() {
     let off = server_config(&env, &queue, "").replace("listen: \"127.0.0.1:0\"", "listen: null");
     let server = Server::start(&off);
     assert!(server.metrics_addr.is_none());
-    assert!(server.logs().contains("metrics listener disabled"), "{}", server.logs());
+    assert!(
+        server.logs().contains("metrics listener disabled"),
+        "{}",
+        server.logs()
+    );
     drop(server);
     delete_request_queue(&env, &queue);
 }

@@ -144,7 +144,10 @@ fn a_replayed_request_for_a_testenv_key_is_signed_and_verifies_with_skopeo() {
     let mut example: Value = serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap();
     let ed = env.key_ed25519().to_owned();
     let body = example["body"].as_object_mut().unwrap();
-    body.insert("sig_key_id".into(), Value::String(ed[ed.len() - 8..].into()));
+    body.insert(
+        "sig_key_id".into(),
+        Value::String(ed[ed.len() - 8..].into()),
+    );
     body.remove("sig_keyname");
     let file = dir.path().join("signable.json");
     std::fs::write(&file, example.to_string()).unwrap();

@@ -143,9 +143,15 @@ mod tests {
         let stop = CancellationToken::new();
         let task = tokio::spawn(serve(listener, metrics, health.clone(), stop.clone()));
         let r = get(addr, "GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n").await;
-        assert!(r.starts_with("HTTP/1.1 200 OK\r\n") && r.ends_with("ok\n"), "{r}");
+        assert!(
+            r.starts_with("HTTP/1.1 200 OK\r\n") && r.ends_with("ok\n"),
+            "{r}"
+        );
         let r = get(addr, "GET /readyz HTTP/1.1\r\n\r\n").await;
-        assert!(r.starts_with("HTTP/1.1 503 ") && r.contains("not consuming"), "{r}");
+        assert!(
+            r.starts_with("HTTP/1.1 503 ") && r.contains("not consuming"),
+            "{r}"
+        );
         health.set_consuming(true);
         let r = get(addr, "GET /readyz HTTP/1.0\r\n\r\n").await;
         assert!(r.starts_with("HTTP/1.1 200 OK"), "{r}");

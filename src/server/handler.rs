@@ -362,7 +362,9 @@ impl<S: Signer> Handler<S> {
                     if p != digest {
                         return single(Err(Failure::new(
                             Outcome::Claim,
-                            format!("manifest_digest property {p} differs from the body's {digest}"),
+                            format!(
+                                "manifest_digest property {p} differs from the body's {digest}"
+                            ),
                         )));
                     }
                 }
@@ -577,11 +579,7 @@ fn request_span(
 
 /// Decodes and strictly parses a claim, and checks it names `digest` and a reference inside `repo`.
 /// Returns the exact claim bytes (what gets signed) and the claim's docker reference.
-fn checked_claim(
-    claim_file: &str,
-    digest: &str,
-    repo: &str,
-) -> Result<(Vec<u8>, String), Failure> {
+fn checked_claim(claim_file: &str, digest: &str, repo: &str) -> Result<(Vec<u8>, String), Failure> {
     let bytes = decode("claim_file", claim_file)?;
     let claim = Claim::parse(&bytes).map_err(|e| Failure::new(Outcome::Claim, e.to_string()))?;
     let fail = |m: String| Err(Failure::new(Outcome::Claim, m));
@@ -673,7 +671,10 @@ mod tests {
         assert!(health.readiness().is_err(), "unready right after the error");
         let started = Instant::now();
         while health.readiness().is_err() {
-            assert!(started.elapsed() < Duration::from_secs(10), "never ready again");
+            assert!(
+                started.elapsed() < Duration::from_secs(10),
+                "never ready again"
+            );
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
         // Two failed re-tests, then one good one.

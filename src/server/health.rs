@@ -85,7 +85,10 @@ mod tests {
         h.set_consuming(true);
         assert_eq!(h.readiness(), Ok(()));
         assert!(h.signer_failed());
-        assert!(!h.signer_failed(), "a second failure does not start another re-test");
+        assert!(
+            !h.signer_failed(),
+            "a second failure does not start another re-test"
+        );
         assert!(h.readiness().unwrap_err().contains("signer"));
         h.signer_recovered();
         assert_eq!(h.readiness(), Ok(()));

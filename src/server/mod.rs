@@ -21,10 +21,10 @@ use handler::{Decision, Handler, RejectReason};
 use health::Health;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use tracing::Instrument;
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
 
 /// Runs the server until `shutdown` is cancelled. Returns an error only for problems that retrying cannot fix
 /// (a malformed broker URL, a request address the broker refuses). Counts into `metrics`; reports connected
@@ -87,7 +87,8 @@ pub async fn run<S: Signer>(
             };
             while tasks.try_join_next().is_some() {}
             let Some(delivery) = delivery else { break true };
-            let (handler, transport, metrics) = (handler.clone(), transport.clone(), metrics.clone());
+            let (handler, transport, metrics) =
+                (handler.clone(), transport.clone(), metrics.clone());
             tasks.spawn(async move {
                 process(&handler, transport.as_ref(), delivery, &metrics).await;
                 drop(permit);
@@ -218,7 +219,9 @@ async fn process<S: Signer, T: Transport>(
                         tracing::info!(%address, outcome = outcome.as_str(), "replied");
                         (Settlement::Accept, outcome.as_str(), None)
                     }
-                    Err(e @ (TransportError::Unroutable { .. } | TransportError::Rejected { .. })) => {
+                    Err(
+                        e @ (TransportError::Unroutable { .. } | TransportError::Rejected { .. }),
+                    ) => {
                         let reason = format!("reply could not be delivered: {e}");
                         let dead = Some(RejectReason::ReplyUndeliverable);
                         (Settlement::Reject { reason }, "rejected", dead)
@@ -239,7 +242,10 @@ async fn process<S: Signer, T: Transport>(
         match delivery.settle(settlement).await {
             Ok(()) => {
                 if let Some(class) = dead {
-                    metrics.dead_lettered.with_label_values(&[class.as_str()]).inc();
+                    metrics
+                        .dead_lettered
+                        .with_label_values(&[class.as_str()])
+                        .inc();
                 }
                 tally.finish(outcome);
             }
