@@ -239,21 +239,16 @@ async fn process<S: Signer, T: Transport>(
         if let (Settlement::Reject { reason }, Some(class)) = (&settlement, dead) {
             tracing::warn!(%reason, class = class.as_str(), "rejecting request (dead-lettered by the broker)");
         }
-        match delivery.settle(settlement).await {
-            Ok(()) => {
-                if let Some(class) = dead {
-                    metrics
-                        .dead_lettered
-                        .with_label_values(&[class.as_str()])
-                        .inc();
-                }
-                tally.finish(outcome);
-            }
-            Err(e) => {
-                tracing::warn!(error = %e, "settlement failed; the broker will redeliver the request");
-                tally.finish("released");
-            }
+        if let Err(e) = delivery.settle(settlement).await {
+            tracing::warn!(error = %e, "settlement failed; the broker will redeliver the request");
+            tally.finish("released");
+            return;
         }
+        if let Some(class) = dead {
+            let reason = class.as_str();
+            metrics.dead_lettered.with_label_values(&[reason]).inc();
+        }
+        tally.finish(outcome);
     };
     settle.instrument(span).await;
 }
