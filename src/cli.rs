@@ -6,8 +6,10 @@
 use anyhow::{bail, Context as _, Result};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use signbus::config::ServerConfig;
+use signbus::metrics::Metrics;
 use signbus::requester::{self, output, ContainerSignInput, RequesterConfig, Retry};
-use signbus::server::{self, handler::Handler};
+use signbus::server::handler::{Decision, Handler};
+use signbus::server::{self, endpoints, health::Health};
 use signbus::signing::gpgme_pool::{resolve_keys, GpgmePool};
 use signbus::transport::{self, Sasl, Transport};
 use std::path::PathBuf;
@@ -51,6 +53,12 @@ pub struct ServeArgs {
     /// Log filter (tracing EnvFilter syntax), e.g. `info` or `signbus=debug`.
     #[arg(long, default_value = "info")]
     pub log_level: String,
+    /// Process one request message from this file as if it came from the broker, print the reply
+    /// (`{"address", "properties", "body"}`) on stdout and exit: 0 when the reply has no errors, 1 otherwise.
+    /// No broker is contacted. The file is a wire example (`{"address", "properties", "body", ...}`) or a bare
+    /// request body (then `mtype` is `container_signature`).
+    #[arg(long, value_name = "REQUEST.json")]
+    pub replay: Option<PathBuf>,
 }
 
 /// Log output format.
@@ -193,9 +201,17 @@ fn init_logging(filter: &str, json: bool) {
     let filter = tracing_subscriber::EnvFilter::try_new(filter).unwrap_or_else(|_| "info".into());
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_writer(std::io::stderr);
     if json {
-        builder.json().flatten_event(true).init();
+        // One object per line: the event's fields at the top level, the request span's fields (request_id,
+        // type, key, requester, trace_id) under "span".
+        builder
+            .json()
+            .flatten_event(true)
+            .with_current_span(true)
+            .with_span_list(false)
+            .init();
     } else {
         builder.init();
     }
@@ -222,6 +238,15 @@ async fn serve(a: ServeArgs) -> Result<i32> {
     };
     init_logging(&a.log_level, json);
     let cfg = ServerConfig::load(&a.config)?;
+    // Bind first: a listener address that is taken stops the start before the pool spends time.
+    let listener = match (&a.replay, cfg.metrics.listen) {
+        (None, Some(addr)) => Some(
+            tokio::net::TcpListener::bind(addr)
+                .await
+                .with_context(|| format!("metrics.listen {addr}"))?,
+        ),
+        _ => None,
+    };
     let home = cfg.signing.gnupg_home.clone();
     let workers = cfg.workers();
     let keys_cfg = cfg.signing.keys.clone();
@@ -236,12 +261,37 @@ async fn serve(a: ServeArgs) -> Result<i32> {
     tracing::info!(workers = pool.size(), "signing pool started");
     let keys = pool.keys().clone();
     let pool = Arc::new(pool);
+    let metrics = Arc::new(Metrics::new());
+    let health = Arc::new(Health::new());
+    let weak = Arc::downgrade(&pool);
+    metrics.set_signer_sampler(Box::new(move || {
+        weak.upgrade().map_or((0, 0), |p| (p.size(), p.busy()))
+    }));
     let handler = Handler::new(
         pool.clone(),
         keys,
         cfg.server.reply_to.clone(),
         cfg.server.task_id_attributes.clone(),
-    );
+    )
+    .with_metrics(metrics.clone())
+    .with_health(health.clone());
+    if let Some(path) = &a.replay {
+        return replay(&handler, path).await;
+    }
+    let http_stop = CancellationToken::new();
+    let http = match listener {
+        Some(listener) => {
+            let addr = listener.local_addr().context("metrics listener address")?;
+            tracing::info!(%addr, "metrics listening");
+            let task =
+                endpoints::serve(listener, metrics.clone(), health.clone(), http_stop.clone());
+            Some(tokio::spawn(task))
+        }
+        None => {
+            tracing::info!("metrics listener disabled (metrics.listen is null)");
+            None
+        }
+    };
     let shutdown = CancellationToken::new();
     let trigger = shutdown.clone();
     tokio::spawn(async move {
@@ -249,14 +299,89 @@ async fn serve(a: ServeArgs) -> Result<i32> {
         tracing::info!("shutdown requested: no new requests; draining");
         trigger.cancel();
     });
-    server::run(&cfg, handler, shutdown)
-        .await
-        .context("server stopped")?;
+    let result = server::run(&cfg, handler, metrics, health, shutdown).await;
+    // The listener outlives the drain, so /metrics can be scraped until the end.
+    http_stop.cancel();
+    if let Some(task) = http {
+        let _ = task.await;
+    }
+    result.context("server stopped")?;
     if let Ok(pool) = Arc::try_unwrap(pool) {
         tokio::task::spawn_blocking(move || pool.shutdown()).await?;
     }
     tracing::info!("stopped");
     Ok(0)
+}
+
+/// The message a `--replay` file stands for: a wire example `{"address", "properties", "body", ["reply_to"]}`
+/// (body an object or JSON text), or a bare request body with `mtype` `container_signature`.
+fn replay_message(doc: serde_json::Value) -> Result<signbus::transport::IncomingMessage> {
+    use serde_json::Value;
+    let Value::Object(mut doc) = doc else {
+        bail!("a replay file holds a JSON object: a wire message or a request body");
+    };
+    let (body, properties, reply_to) = match doc.remove("body") {
+        Some(body) => {
+            let body = match body {
+                Value::String(text) => text,
+                other => other.to_string(),
+            };
+            let properties = match doc.remove("properties") {
+                Some(Value::Object(p)) => p,
+                None | Some(Value::Null) => serde_json::Map::new(),
+                Some(_) => bail!("\"properties\" must be an object"),
+            };
+            let reply_to = doc
+                .remove("reply_to")
+                .and_then(|v| v.as_str().map(str::to_owned));
+            (body, properties, reply_to)
+        }
+        None => {
+            let mtype = serde_json::json!({"mtype": "container_signature"});
+            let Value::Object(properties) = mtype else {
+                unreachable!()
+            };
+            (Value::Object(doc).to_string(), properties, None)
+        }
+    };
+    Ok(signbus::transport::IncomingMessage {
+        body: body.into_bytes(),
+        properties,
+        reply_to,
+        delivery_count: 0,
+    })
+}
+
+/// `serve --replay`: one request through the handler, the reply on stdout.
+async fn replay(handler: &Handler<GpgmePool>, path: &std::path::Path) -> Result<i32> {
+    let text = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
+    let doc: serde_json::Value =
+        serde_json::from_slice(&text).with_context(|| format!("{} is not JSON", path.display()))?;
+    let msg = replay_message(doc).with_context(|| path.display().to_string())?;
+    let handled = handler.handle_offline(&msg).await;
+    let (out, code) = match handled.decision {
+        Decision::Reply { message, outcome } => {
+            let span = handled.span;
+            span.in_scope(|| tracing::info!(outcome = outcome.as_str(), "replayed"));
+            let body: serde_json::Value =
+                serde_json::from_str(&message.body).context("reply body")?;
+            let address = Some(message.address).filter(|a| !a.is_empty());
+            let out = serde_json::json!({
+                "address": address,
+                "properties": message.properties,
+                "body": body,
+            });
+            (out, i32::from(outcome != server::handler::Outcome::Signed))
+        }
+        Decision::Reject { reason, class } => {
+            let span = handled.span;
+            span.in_scope(|| tracing::warn!(%reason, class = class.as_str(), "replay rejected"));
+            let out = serde_json::json!({"rejected": {"reason": reason, "class": class.as_str()}});
+            (out, 1)
+        }
+    };
+    println!("{}", serde_json::to_string_pretty(&out)?);
+    Ok(code)
 }
 
 async fn wait_for_signal() {
@@ -339,12 +464,28 @@ async fn exchange_and_print(
     let id = format!("signbus-requester-{}", uuid::Uuid::new_v4());
     let transport = transport::connect(&broker_config(&cfg.messaging_brokers), &id)
         .await
-        .context("connecting to messaging_brokers")?;
+        .context(
+            "connecting to messaging_brokers (is the broker up, and are the URLs and ports right?)",
+        )?;
     tracing::info!(requests = requests.len(), listen = %listen, "signing");
     let retry = Retry::from_config(cfg);
-    let ex =
-        requester::send_and_receive(&transport, &requests, &listen, &cfg.message_id_key, retry)
-            .await;
+    let bar = {
+        use std::io::IsTerminal;
+        (std::io::stderr().is_terminal() && requests.len() > 5).then(|| Bar::new(requests.len()))
+    };
+    let progress: &dyn requester::Progress = match &bar {
+        Some(b) => b,
+        None => &requester::NoProgress,
+    };
+    let ex = requester::send_and_receive_with_progress(
+        &transport,
+        &requests,
+        &listen,
+        &cfg.message_id_key,
+        retry,
+        progress,
+    )
+    .await;
     transport.close().await;
     let r = output::render(
         &requests,
@@ -456,4 +597,59 @@ async fn blob_sign(a: BlobSignArgs) -> Result<i32> {
         "requester": c.requester,
     });
     exchange_and_print(&cfg, &creator, c, requests, operation, "signed_payload").await
+}
+
+/// The requester's progress bar on a terminal: sent, signed, failed, waiting.
+struct Bar {
+    bar: indicatif::ProgressBar,
+    total: usize,
+    sent: std::sync::atomic::AtomicUsize,
+    signed: std::sync::atomic::AtomicUsize,
+    failed: std::sync::atomic::AtomicUsize,
+}
+
+impl Bar {
+    fn new(total: usize) -> Self {
+        let bar = indicatif::ProgressBar::new(total as u64);
+        let style =
+            indicatif::ProgressStyle::with_template("{bar:30} {pos}/{len} {msg} [{elapsed}]")
+                .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar());
+        bar.set_style(style);
+        bar.enable_steady_tick(std::time::Duration::from_millis(250));
+        Bar {
+            bar,
+            total,
+            sent: 0.into(),
+            signed: 0.into(),
+            failed: 0.into(),
+        }
+    }
+
+    fn update(&self) {
+        use std::sync::atomic::Ordering::Relaxed;
+        let (signed, failed) = (self.signed.load(Relaxed), self.failed.load(Relaxed));
+        let sent = self.sent.load(Relaxed).min(self.total);
+        let waiting = sent.saturating_sub(signed + failed);
+        self.bar.set_position((signed + failed) as u64);
+        self.bar.set_message(format!(
+            "sent {sent}, signed {signed}, failed {failed}, waiting {waiting}"
+        ));
+    }
+}
+
+impl requester::Progress for Bar {
+    fn sent(&self) {
+        self.sent.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        self.update();
+    }
+
+    fn replied(&self, ok: bool) {
+        let n = if ok { &self.signed } else { &self.failed };
+        n.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        self.update();
+    }
+
+    fn finished(&self) {
+        self.bar.finish_and_clear();
+    }
 }

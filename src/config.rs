@@ -9,6 +9,7 @@ use crate::transport::BrokerConfig;
 use figment::providers::{Env, Format, Yaml};
 use figment::Figment;
 use serde::{Deserialize, Serialize};
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
 /// The whole server configuration.
@@ -21,6 +22,31 @@ pub struct ServerConfig {
     pub server: ServerSection,
     /// Keys and the signing pool.
     pub signing: SigningSection,
+    /// The operations HTTP listener (`/metrics`, `/healthz`, `/readyz`). Optional.
+    #[serde(default)]
+    pub metrics: MetricsSection,
+}
+
+/// Where the operations HTTP listener listens.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct MetricsSection {
+    /// `IP:port` to serve `/metrics`, `/healthz` and `/readyz` on (default `127.0.0.1:9464`); `null` disables
+    /// the listener. Port 0 takes a free port; the bound address is logged (`metrics listening`, `addr`).
+    #[serde(default = "default_metrics_listen")]
+    pub listen: Option<SocketAddr>,
+}
+
+impl Default for MetricsSection {
+    fn default() -> Self {
+        MetricsSection {
+            listen: default_metrics_listen(),
+        }
+    }
+}
+
+fn default_metrics_listen() -> Option<SocketAddr> {
+    Some(SocketAddr::from(([127, 0, 0, 1], 9464)))
 }
 
 /// Consumption and replies.
@@ -167,6 +193,39 @@ signing: {keys: [{id: "ABCD", name: "k"}]}
         let c = ServerConfig::from_yaml(OK).unwrap();
         assert_eq!(c.server.max_in_flight, 64);
         assert_eq!(c.broker.sasl, crate::transport::Sasl::Anonymous);
+    }
+
+    #[test]
+    fn metrics_listener_defaults_on_and_can_be_disabled() {
+        let c = ServerConfig::from_yaml(OK).unwrap();
+        assert_eq!(c.metrics.listen, Some("127.0.0.1:9464".parse().unwrap()));
+        let c = ServerConfig::from_yaml(&format!("{OK}metrics: {{listen: null}}\n")).unwrap();
+        assert_eq!(c.metrics.listen, None);
+        let c = ServerConfig::from_yaml(&format!("{OK}metrics: {{listen: \"0.0.0.0:1234\"}}\n"))
+            .unwrap();
+        assert_eq!(c.metrics.listen, Some("0.0.0.0:1234".parse().unwrap()));
+        let c = ServerConfig::from_yaml(&format!("{OK}metrics: {{}}\n")).unwrap();
+        assert_eq!(c.metrics, MetricsSection::default());
+        let e = ServerConfig::from_yaml(&format!("{OK}metrics: {{listen: \"nowhere\"}}\n"));
+        assert!(e.is_err());
+        let e = ServerConfig::from_yaml(&format!("{OK}metrics: {{enabled: false}}\n")).unwrap_err();
+        assert!(e.message.contains("enabled"), "{e}");
+    }
+
+    #[test]
+    fn debug_output_never_shows_the_password() {
+        let text = OK.replace(
+            "broker: {urls: [\"amqp://127.0.0.1:5672\"]}",
+            "broker: {urls: [\"amqp://u:hunter2@127.0.0.1:5672\"], sasl: plain, username: u, password: s3cret-pw}",
+        );
+        let c = ServerConfig::from_yaml(&text).unwrap();
+        assert_eq!(c.broker.password.as_deref(), Some("s3cret-pw"));
+        let shown = format!("{c:?} {c:#?} {:?}", c.broker);
+        assert!(
+            !shown.contains("s3cret-pw") && !shown.contains("hunter2"),
+            "{shown}"
+        );
+        assert!(shown.contains("username"), "{shown}");
     }
 
     #[test]

@@ -5,12 +5,13 @@
 //! through gpgme ([`signing`]) and replies. [`wire`] owns the message shapes and the JSON Schemas both ends
 //! enforce; [`claim`] owns the atomic container signature payload; [`transport`] moves bytes and knows nothing
 //! of gpg or claims. [`verify`] checks images against policy.json and the signatures in lookaside stores;
-//! [`store`] publishes signatures into a lookaside store.
+//! [`store`] publishes signatures into a lookaside store. [`metrics`] owns the server's Prometheus metrics.
 //!
 //! Layers only point down: `cli` → `server`/`requester` → `transport`, `wire`, `claim`, `signing`, `config`.
 
 pub mod claim;
 pub mod config;
+pub mod metrics;
 pub mod reference;
 pub mod requester;
 pub mod server;

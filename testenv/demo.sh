@@ -38,4 +38,8 @@ echo "got a $(stat -c %s "$WORK/signature-1")-byte OpenPGP signed message"
 step "6. verify with skopeo standalone-verify (key $SIGNBUS_TEST_KEY)"
 skopeo standalone-verify "$WORK/manifest.json" "$REF" "$SIGNBUS_TEST_KEY" "$WORK/signature-1"
 
+step "7. what the server counted (curl $SIGNBUS_METRICS_URL/metrics, /readyz)"
+curl -sS "$SIGNBUS_METRICS_URL/readyz"
+curl -sS "$SIGNBUS_METRICS_URL/metrics" | grep -E '^signbus_(requests_total|build_info)' || true
+
 step "done: signed and verified"

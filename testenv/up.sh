@@ -22,6 +22,7 @@ KEYS_DIR=$RUN_DIR/keys
 AMQP_PORT=${SIGNBUS_AMQP_PORT:-5672}
 MGMT_PORT=${SIGNBUS_MGMT_PORT:-15672}
 RELAY_PORT=${SIGNBUS_RELAY_PORT:-5670}
+METRICS_PORT=${SIGNBUS_METRICS_PORT:-9464}   # the demo server's /metrics, /healthz, /readyz
 DIST_PORT=${SIGNBUS_DIST_PORT:-$((AMQP_PORT + 20000))}
 NODENAME=${SIGNBUS_RABBITMQ_NODENAME:-rabbit@localhost}
 READY_TIMEOUT=${SIGNBUS_READY_TIMEOUT:-60}
@@ -31,6 +32,7 @@ PIN_VERSION=${SIGNBUS_RABBITMQ_VERSION:-}
 AMQP_URL=amqp://127.0.0.1:$AMQP_PORT
 MGMT_URL=http://127.0.0.1:$MGMT_PORT
 RELAY_URL=amqp://127.0.0.1:$RELAY_PORT
+METRICS_URL=http://127.0.0.1:$METRICS_PORT
 
 log() { printf 'up.sh: %s\n' "$*" >&2; }
 die() { printf 'up.sh: ERROR: %s\n' "$*" >&2; exit 1; }
@@ -266,6 +268,8 @@ signing:
     - id: $(yaml_str "$KEY_RSA")
       name: "rsa"
       aliases: ["test-rsa"]
+metrics:
+  listen: "127.0.0.1:$METRICS_PORT"
 EOF
     mv "$tmp" "$RUN_DIR/server.yaml"
     # The same server over AMQP 0-9-1 (lapin): same keys, same broker, same addresses.
@@ -552,6 +556,7 @@ main() {
         printf 'export SIGNBUS_AMQP_URL=%q\n' "$AMQP_URL"
         printf 'export SIGNBUS_MGMT_URL=%q\n' "$MGMT_URL"
         printf 'export SIGNBUS_RELAY_URL=%q\n' "$RELAY_URL"
+        printf 'export SIGNBUS_METRICS_URL=%q\n' "$METRICS_URL"
         printf 'export SIGNBUS_TESTENV_DIR=%q\n' "$RUN_DIR"
     } >"$RUN_DIR/env.tmp"
     mv "$RUN_DIR/env.tmp" "$RUN_DIR/env"

@@ -159,6 +159,23 @@ impl Retry {
     }
 }
 
+/// Hears how a run is going, e.g. to draw a progress bar. The library draws nothing itself; every method has a
+/// no-op default.
+pub trait Progress: Send + Sync {
+    /// The broker accepted one request.
+    fn sent(&self) {}
+    /// An expected reply arrived; `ok` when it carries no errors.
+    fn replied(&self, _ok: bool) {}
+    /// The run is over (all answered, or given up).
+    fn finished(&self) {}
+}
+
+/// Reports nothing.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct NoProgress;
+
+impl Progress for NoProgress {}
+
 /// Publishes `requests` and collects their replies from `listen_to`.
 ///
 /// Per send cycle (up to `send_retries`): attach the receiver, publish every request still unanswered, then
@@ -170,6 +187,31 @@ pub async fn send_and_receive<T: Transport>(
     listen_to: &str,
     id_key: &str,
     retry: Retry,
+) -> Exchange {
+    send_and_receive_with_progress(transport, requests, listen_to, id_key, retry, &NoProgress).await
+}
+
+/// [`send_and_receive`], telling `progress` about each send and reply.
+pub async fn send_and_receive_with_progress<T: Transport>(
+    transport: &T,
+    requests: &[PreparedRequest],
+    listen_to: &str,
+    id_key: &str,
+    retry: Retry,
+    progress: &dyn Progress,
+) -> Exchange {
+    let ex = exchange(transport, requests, listen_to, id_key, retry, progress).await;
+    progress.finished();
+    ex
+}
+
+async fn exchange<T: Transport>(
+    transport: &T,
+    requests: &[PreparedRequest],
+    listen_to: &str,
+    id_key: &str,
+    retry: Retry,
+    progress: &dyn Progress,
 ) -> Exchange {
     let mut ex = Exchange::default();
     let ttl = retry.timeout * retry.retries.max(1);
@@ -189,15 +231,21 @@ pub async fn send_and_receive<T: Transport>(
             }
         };
         tracing::info!(cycle, count = pending.len(), "sending requests");
-        let sends = pending.iter().map(|r| {
-            transport.publish(OutgoingMessage {
-                address: r.address.clone(),
-                body: Value::Object(r.body.clone()).to_string(),
-                properties: r.properties.clone(),
-                reply_to: None,
-                ttl: Some(ttl),
-                durable: false,
-            })
+        let sends = pending.iter().map(|r| async move {
+            let sent = transport
+                .publish(OutgoingMessage {
+                    address: r.address.clone(),
+                    body: Value::Object(r.body.clone()).to_string(),
+                    properties: r.properties.clone(),
+                    reply_to: None,
+                    ttl: Some(ttl),
+                    durable: false,
+                })
+                .await;
+            if sent.is_ok() {
+                progress.sent();
+            }
+            sent
         });
         let results = futures_join_all(sends).await;
         if let Some(e) = results.into_iter().find_map(Result::err) {
@@ -241,6 +289,8 @@ pub async fn send_and_receive<T: Transport>(
                     Ok(()) => doc,
                     Err(e) => invalid_reply(doc, e.to_string()),
                 };
+                let ok = doc["msg"]["errors"].as_array().is_some_and(Vec::is_empty);
+                progress.replied(ok);
                 ex.replies.insert(id, (doc, props));
             }
             if expected.is_empty() {

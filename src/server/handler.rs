@@ -1,18 +1,85 @@
 //! One request in, one decision out: validate, sign, and build the reply — or decide to reject.
 //!
 //! [`Handler::handle`] never fails and never touches the broker: every problem with a request that can be
-//! answered becomes an error reply naming the problem (and no signature); a message that cannot be answered at
-//! all (not JSON, no request id, no reply address) becomes [`Decision::Reject`] for the broker to dead-letter.
+//! answered becomes an error reply naming the problem (and no signature) and an [`Outcome`] class for metrics;
+//! a message that cannot be answered at all (not JSON, no request id, no reply address) becomes
+//! [`Decision::Reject`] with a [`RejectReason`] for the broker to dead-letter. It opens the request's tracing
+//! span (request id, type, key, requester, trace id) and continues the request's W3C trace context into the
+//! reply. After a signer error it marks the signer unusable in [`Health`] and re-tests it in the background.
 
+use super::health::Health;
 use super::reply_address::reply_address;
+use super::trace_context::TraceContext;
 use crate::claim::Claim;
-use crate::signing::{KeyRing, SignMode, Signer};
+use crate::metrics::Metrics;
+use crate::signing::{KeyRing, SignError, SignMode, Signer};
 use crate::transport::{IncomingMessage, OutgoingMessage};
 use crate::wire::{self, Reply, RequestType, Schema};
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
 use serde_json::{json, Map, Value};
 use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tracing::Instrument;
+
+/// How an answered request ended: signed, or the class of its first error. A bounded set (metric label).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Outcome {
+    /// Every signature was made.
+    Signed,
+    /// The properties or body break their JSON Schema.
+    Schema,
+    /// A base64 member (`claim_file`, `data`, `artifact`) does not decode.
+    Encoding,
+    /// The claim does not parse, or names another digest or repository than the request.
+    Claim,
+    /// The request names a key this server does not hold, ambiguously, or inconsistently.
+    Key,
+    /// The signer failed (gpg error, pool shut down).
+    Signer,
+}
+
+impl Outcome {
+    /// The metric label.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Outcome::Signed => "signed",
+            Outcome::Schema => "schema",
+            Outcome::Encoding => "encoding",
+            Outcome::Claim => "claim",
+            Outcome::Key => "key",
+            Outcome::Signer => "signer",
+        }
+    }
+}
+
+/// Why a message is rejected (dead-lettered) instead of answered. A bounded set (metric label).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum RejectReason {
+    /// The body is not a JSON object.
+    Undecodable,
+    /// No `request_id`: a reply could not be correlated.
+    NoRequestId,
+    /// Neither `reply-to` nor a fillable reply template.
+    NoReplyAddress,
+    /// Our reply would break the reply schema.
+    InvalidReply,
+    /// The broker refused or could not route the reply.
+    ReplyUndeliverable,
+}
+
+impl RejectReason {
+    /// The metric label.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RejectReason::Undecodable => "undecodable",
+            RejectReason::NoRequestId => "no_request_id",
+            RejectReason::NoReplyAddress => "no_reply_address",
+            RejectReason::InvalidReply => "invalid_reply",
+            RejectReason::ReplyUndeliverable => "reply_undeliverable",
+        }
+    }
+}
 
 /// What to do with a delivery.
 #[derive(Debug)]
@@ -21,11 +88,58 @@ pub enum Decision {
     Reply {
         /// The reply message.
         message: OutgoingMessage,
-        /// Whether the reply carries a signature (for logs and counters).
-        signed: bool,
+        /// Signed, or the class of the error the reply reports.
+        outcome: Outcome,
     },
-    /// The message cannot be answered; reject it (dead-letter) with this reason.
-    Reject(String),
+    /// The message cannot be answered; reject it (dead-letter).
+    Reject {
+        /// For the log and the broker.
+        reason: String,
+        /// For metrics.
+        class: RejectReason,
+    },
+}
+
+/// A decision with what the server needs to account for it.
+#[derive(Debug)]
+pub struct Handled {
+    /// What to do.
+    pub decision: Decision,
+    /// Request type label: an `mtype`, or `unknown`.
+    pub kind: &'static str,
+    /// Configured key label (name, else last 16 hex digits), `multiple` for batches over several keys, or
+    /// `unknown`.
+    pub key: String,
+    /// The request's span; enter it for everything done about this request.
+    pub span: tracing::Span,
+}
+
+/// The request type label of a message, from its `mtype` property (absent means a container request, as in
+/// [`Handler::handle`]); unrecognised values are `unknown`.
+pub fn type_label(properties: &Map<String, Value>) -> &'static str {
+    match properties.get("mtype") {
+        None => RequestType::Container.as_str(),
+        Some(v) => v
+            .as_str()
+            .and_then(RequestType::from_mtype)
+            .map_or("unknown", RequestType::as_str),
+    }
+}
+
+/// A failed step: its class and message.
+#[derive(Clone)]
+struct Failure {
+    class: Outcome,
+    message: String,
+}
+
+impl Failure {
+    fn new(class: Outcome, message: impl Into<String>) -> Self {
+        Failure {
+            class,
+            message: message.into(),
+        }
+    }
 }
 
 /// Everything a request needs: keys, signer, and reply addressing.
@@ -34,6 +148,8 @@ pub struct Handler<S> {
     keys: KeyRing,
     reply_template: Option<String>,
     task_id_attributes: Vec<String>,
+    metrics: Arc<Metrics>,
+    health: Arc<Health>,
 }
 
 impl<S: Signer> Handler<S> {
@@ -49,61 +165,176 @@ impl<S: Signer> Handler<S> {
             keys,
             reply_template,
             task_id_attributes,
+            metrics: Arc::new(Metrics::new()),
+            health: Arc::new(Health::new()),
         }
     }
 
-    /// Decides what to do with one message.
-    pub async fn handle(&self, msg: &IncomingMessage) -> Decision {
+    /// Records signing times in `metrics` (default: a private registry nobody reads).
+    pub fn with_metrics(mut self, metrics: Arc<Metrics>) -> Self {
+        self.metrics = metrics;
+        self
+    }
+
+    /// Reports signer failures and recoveries to `health` (default: private flags nobody reads).
+    pub fn with_health(mut self, health: Arc<Health>) -> Self {
+        self.health = health;
+        self
+    }
+
+    /// Decides what to do with one message from the broker.
+    pub async fn handle(&self, msg: &IncomingMessage) -> Handled {
+        self.decide(msg, true).await
+    }
+
+    /// As [`Handler::handle`], for a message that did not come from a broker (`serve --replay`): a missing
+    /// reply address is not a reason to reject; the reply's address is then empty.
+    pub async fn handle_offline(&self, msg: &IncomingMessage) -> Handled {
+        self.decide(msg, false).await
+    }
+
+    async fn decide(&self, msg: &IncomingMessage, need_address: bool) -> Handled {
+        let kind_label = type_label(&msg.properties);
+        let trace = TraceContext::continue_or_start(
+            msg.properties.get("traceparent").and_then(Value::as_str),
+        );
         let body = match wire::decode_object(&msg.body) {
             Ok(b) => b,
-            Err(e) => return Decision::Reject(e.to_string()),
+            Err(e) => {
+                let span = request_span(kind_label, "", "unknown", "", &trace);
+                return Handled {
+                    decision: Decision::Reject {
+                        reason: e.to_string(),
+                        class: RejectReason::Undecodable,
+                    },
+                    kind: kind_label,
+                    key: "unknown".into(),
+                    span,
+                };
+            }
         };
+        let text = |k: &str| body.get(k).and_then(Value::as_str).unwrap_or_default();
+        let kind = msg
+            .properties
+            .get("mtype")
+            .and_then(Value::as_str)
+            .and_then(RequestType::from_mtype)
+            .unwrap_or(RequestType::Container);
+        let key = self.key_label(kind, &body);
+        let span = request_span(
+            kind_label,
+            text("request_id"),
+            &key,
+            text("requested_by"),
+            &trace,
+        );
+        let decision = self
+            .decide_in_span(msg, &body, kind, &trace, need_address)
+            .instrument(span.clone())
+            .await;
+        Handled {
+            decision,
+            kind: kind_label,
+            key,
+            span,
+        }
+    }
+
+    async fn decide_in_span(
+        &self,
+        msg: &IncomingMessage,
+        body: &Map<String, Value>,
+        kind: RequestType,
+        trace: &TraceContext,
+        need_address: bool,
+    ) -> Decision {
         if !matches!(body.get("request_id"), Some(Value::String(s)) if !s.is_empty()) {
-            return Decision::Reject(
-                "request has no request_id: a reply could not be correlated".into(),
-            );
+            return Decision::Reject {
+                reason: "request has no request_id: a reply could not be correlated".into(),
+                class: RejectReason::NoRequestId,
+            };
         }
         let address = match reply_address(
             msg.reply_to.as_deref(),
             self.reply_template.as_deref(),
-            &body,
+            body,
             &msg.properties,
             &self.task_id_attributes,
         ) {
             Ok(a) => a,
-            Err(e) => return Decision::Reject(format!("no reply address: {e}")),
+            Err(e) if need_address => {
+                return Decision::Reject {
+                    reason: format!("no reply address: {e}"),
+                    class: RejectReason::NoReplyAddress,
+                }
+            }
+            Err(_) => String::new(),
         };
-        let mtype = msg
-            .properties
-            .get("mtype")
-            .and_then(Value::as_str)
-            .and_then(RequestType::from_mtype);
-        let kind = mtype.unwrap_or(RequestType::Container);
-        let (fields, errors) =
+        let (fields, errors, outcome) =
             match Schema::RequestProperties.validate(&Value::Object(msg.properties.clone())) {
-                Err(e) => (Map::new(), vec![e.to_string()]),
+                Err(e) => (Map::new(), vec![e.to_string()], Outcome::Schema),
                 Ok(()) => match Schema::for_request(kind).validate(&Value::Object(body.clone())) {
-                    Err(e) => (Map::new(), vec![e.to_string()]),
-                    Ok(()) => self.sign_request(kind, &body, &msg.properties).await,
+                    Err(e) => (Map::new(), vec![e.to_string()], Outcome::Schema),
+                    Ok(()) => self.sign_request(kind, body, &msg.properties).await,
                 },
             };
-        let signed = errors.is_empty();
-        let reply = Reply::new(&body, kind, fields, errors);
+        let reply = Reply::new(body, kind, fields, errors);
         let reply = reply.to_value();
         if let Err(e) = Schema::Reply.validate(&reply) {
             // Our own reply must match our schema; a request member shadowing ours could break that.
-            return Decision::Reject(format!("reply would not match its schema: {e}"));
+            return Decision::Reject {
+                reason: format!("reply would not match its schema: {e}"),
+                class: RejectReason::InvalidReply,
+            };
         }
+        let mut properties = msg.properties.clone();
+        properties.insert(
+            "traceparent".into(),
+            Value::String(trace.reply_traceparent()),
+        );
         Decision::Reply {
             message: OutgoingMessage {
                 address,
                 body: reply.to_string(),
-                properties: msg.properties.clone(),
+                properties,
                 reply_to: None,
                 ttl: None,
                 durable: false,
             },
-            signed,
+            outcome,
+        }
+    }
+
+    /// The metric label of the key a request names: its configured label, `multiple` when a batch names
+    /// several, `unknown` when none resolves.
+    fn key_label(&self, kind: RequestType, body: &Map<String, Value>) -> String {
+        let label = |id: Option<&str>, name: Option<&str>| {
+            self.keys
+                .lookup(id, name)
+                .map_or("unknown", |k| k.label())
+                .to_owned()
+        };
+        if kind != RequestType::Batch {
+            let text = |k: &str| body.get(k).and_then(Value::as_str);
+            return label(text("sig_key_id"), text("sig_keyname"));
+        }
+        let mut labels = std::collections::BTreeSet::new();
+        for claim in body
+            .get("claims")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+        {
+            let list = |k: &str| claim.get(k).and_then(Value::as_array).cloned();
+            let names = list("sig_keynames").unwrap_or_default();
+            for (i, id) in list("sig_key_ids").unwrap_or_default().iter().enumerate() {
+                labels.insert(label(id.as_str(), names.get(i).and_then(Value::as_str)));
+            }
+        }
+        match labels.len() {
+            0 => "unknown".into(),
+            1 => labels.pop_first().unwrap_or_default(),
+            _ => "multiple".into(),
         }
     }
 
@@ -113,13 +344,14 @@ impl<S: Signer> Handler<S> {
         kind: RequestType,
         body: &Map<String, Value>,
         props: &Map<String, Value>,
-    ) -> (Map<String, Value>, Vec<String>) {
-        let single = |r: Result<String, String>| match r {
+    ) -> (Map<String, Value>, Vec<String>, Outcome) {
+        let single = |r: Result<String, Failure>| match r {
             Ok(sig) => (
                 Map::from_iter([(kind.result_field().to_owned(), Value::String(sig))]),
                 Vec::new(),
+                Outcome::Signed,
             ),
-            Err(e) => (Map::new(), vec![e]),
+            Err(f) => (Map::new(), vec![f.message], f.class),
         };
         let text = |k: &str| body.get(k).and_then(Value::as_str).unwrap_or_default();
         let key_name = body.get("sig_keyname").and_then(Value::as_str);
@@ -128,8 +360,11 @@ impl<S: Signer> Handler<S> {
                 let digest = text("manifest_digest");
                 if let Some(p) = props.get("manifest_digest").and_then(Value::as_str) {
                     if p != digest {
-                        return single(Err(format!(
-                            "manifest_digest property {p} differs from the body's {digest}"
+                        return single(Err(Failure::new(
+                            Outcome::Claim,
+                            format!(
+                                "manifest_digest property {p} differs from the body's {digest}"
+                            ),
                         )));
                     }
                 }
@@ -170,21 +405,71 @@ impl<S: Signer> Handler<S> {
         key_name: Option<&str>,
         mode: SignMode,
         data: Vec<u8>,
-    ) -> Result<String, String> {
+    ) -> Result<String, Failure> {
         let key = self
             .keys
             .lookup(Some(key_id), key_name)
-            .map_err(|e| e.to_string())?;
-        let sig = self
-            .signer
-            .sign(&key.fingerprint, mode, data)
-            .await
-            .map_err(|e| e.to_string())?;
-        Ok(STANDARD.encode(sig))
+            .map_err(|e| Failure::new(Outcome::Key, e.to_string()))?;
+        let started = Instant::now();
+        let signed = self.signer.sign(&key.fingerprint, mode, data).await;
+        self.metrics
+            .signing_seconds
+            .observe(started.elapsed().as_secs_f64());
+        match signed {
+            Ok(sig) => Ok(STANDARD.encode(sig)),
+            Err(e) => {
+                tracing::warn!(error = %e, "signer failed");
+                self.signer_failed();
+                Err(Failure::new(Outcome::Signer, e.to_string()))
+            }
+        }
+    }
+
+    /// Marks the signer unusable and, unless a re-test is already running, re-tests every configured key in
+    /// the background (with backoff) until all sign again; only then is the server ready again.
+    fn signer_failed(&self) {
+        if !self.health.signer_failed() {
+            return;
+        }
+        tracing::warn!("signer marked unusable; re-testing it before reporting ready again");
+        let (signer, health) = (self.signer.clone(), self.health.clone());
+        let fingerprints: Vec<String> = self
+            .keys
+            .keys()
+            .iter()
+            .map(|k| k.fingerprint.clone())
+            .collect();
+        let retest = async move {
+            let mut wait = Duration::from_millis(200);
+            loop {
+                let mut failed = None;
+                for fpr in &fingerprints {
+                    let test = b"signbus readiness test signature".to_vec();
+                    if let Err(e) = signer.sign(fpr, SignMode::Normal, test).await {
+                        failed = Some(e);
+                        break;
+                    }
+                }
+                match failed {
+                    None => {
+                        health.signer_recovered();
+                        tracing::info!("signer test signatures succeeded; signer usable again");
+                        return;
+                    }
+                    Some(SignError::Closed) => return,
+                    Some(e) => {
+                        tracing::warn!(error = %e, retry_in = ?wait, "signer test signature failed")
+                    }
+                }
+                tokio::time::sleep(wait).await;
+                wait = (wait * 2).min(Duration::from_secs(30));
+            }
+        };
+        tokio::spawn(retest.instrument(tracing::info_span!("signer_retest")));
     }
 
     /// Every claim × key of a batch, each validated and signed on its own, concurrently, in request order.
-    async fn batch(&self, body: &Map<String, Value>) -> (Map<String, Value>, Vec<String>) {
+    async fn batch(&self, body: &Map<String, Value>) -> (Map<String, Value>, Vec<String>, Outcome) {
         let claims = body
             .get("claims")
             .and_then(Value::as_array)
@@ -219,19 +504,26 @@ impl<S: Signer> Handler<S> {
                         }
                         Err(e) => Err(e),
                     };
-                    let (signed, errors) = match result {
-                        Ok(sig) => (Value::String(sig), Vec::new()),
-                        Err(e) => (Value::Null, vec![Value::String(e)]),
+                    let (signed, errors, outcome) = match result {
+                        Ok(sig) => (Value::String(sig), Vec::new(), Outcome::Signed),
+                        Err(f) => (Value::Null, vec![Value::String(f.message)], f.class),
                     };
-                    json!({
+                    let doc = json!({
                         "claim_index": index, "sig_key_id": key_id, "sig_keyname": key_name,
                         "manifest_digest": digest, "repo": repo, "docker_reference": reference,
                         "signed_claim": signed, "errors": errors,
-                    })
+                    });
+                    (doc, outcome)
                 });
             }
         }
-        let signatures = futures_util::future::join_all(jobs).await;
+        let results = futures_util::future::join_all(jobs).await;
+        let outcome = results
+            .iter()
+            .map(|(_, o)| *o)
+            .find(|o| *o != Outcome::Signed)
+            .unwrap_or(Outcome::Signed);
+        let signatures: Vec<Value> = results.into_iter().map(|(doc, _)| doc).collect();
         let mut errors = Vec::new();
         for s in &signatures {
             for e in s["errors"].as_array().into_iter().flatten() {
@@ -252,33 +544,205 @@ impl<S: Signer> Handler<S> {
             fields.insert("signed_claim".into(), Value::String(all.join("\n")));
         }
         fields.insert("signatures".into(), Value::Array(signatures));
-        (fields, errors)
+        (fields, errors, outcome)
     }
 }
 
 /// Decodes a base64 member, naming it in the error.
-fn decode(member: &str, b64: &str) -> Result<Vec<u8>, String> {
-    STANDARD
-        .decode(b64.as_bytes())
-        .map_err(|e| format!("{member} is not valid base64: {e}"))
+fn decode(member: &str, b64: &str) -> Result<Vec<u8>, Failure> {
+    STANDARD.decode(b64.as_bytes()).map_err(|e| {
+        Failure::new(
+            Outcome::Encoding,
+            format!("{member} is not valid base64: {e}"),
+        )
+    })
+}
+
+/// The span every log line about one request is written in.
+fn request_span(
+    kind: &str,
+    request_id: &str,
+    key: &str,
+    requester: &str,
+    trace: &TraceContext,
+) -> tracing::Span {
+    tracing::info_span!(
+        "request",
+        request_id,
+        "type" = kind,
+        key,
+        requester,
+        trace_id = %trace.trace_id,
+        span_id = %trace.span_id,
+    )
 }
 
 /// Decodes and strictly parses a claim, and checks it names `digest` and a reference inside `repo`.
 /// Returns the exact claim bytes (what gets signed) and the claim's docker reference.
-fn checked_claim(claim_file: &str, digest: &str, repo: &str) -> Result<(Vec<u8>, String), String> {
+fn checked_claim(claim_file: &str, digest: &str, repo: &str) -> Result<(Vec<u8>, String), Failure> {
     let bytes = decode("claim_file", claim_file)?;
-    let claim = Claim::parse(&bytes).map_err(|e| e.to_string())?;
+    let claim = Claim::parse(&bytes).map_err(|e| Failure::new(Outcome::Claim, e.to_string()))?;
+    let fail = |m: String| Err(Failure::new(Outcome::Claim, m));
     if claim.manifest_digest != digest {
-        return Err(format!(
+        return fail(format!(
             "claim names manifest digest {} but the request's manifest_digest is {digest}",
             claim.manifest_digest
         ));
     }
     if !claim.reference().path_matches(repo) {
-        return Err(format!(
+        return fail(format!(
             "claim names {} which is not in the request's repo {repo:?}",
             claim.docker_reference
         ));
     }
     Ok((bytes, claim.docker_reference))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::signing::ResolvedKey;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    /// Fails its first `failures` signatures with a gpg error, then signs (returns the data).
+    struct Flaky {
+        failures: usize,
+        calls: AtomicUsize,
+    }
+
+    impl Signer for Flaky {
+        async fn sign(&self, fpr: &str, _: SignMode, data: Vec<u8>) -> Result<Vec<u8>, SignError> {
+            if self.calls.fetch_add(1, Ordering::SeqCst) < self.failures {
+                return Err(SignError::Gpg {
+                    fingerprint: fpr.into(),
+                    reason: "agent gone".into(),
+                });
+            }
+            Ok(data)
+        }
+    }
+
+    const FPR: &str = "0123456789ABCDEF0123456789ABCDEF01234567";
+
+    fn handler(failures: usize) -> (Handler<Flaky>, Arc<Health>) {
+        let keys = KeyRing::new(vec![ResolvedKey {
+            fingerprint: FPR.into(),
+            name: Some("k".into()),
+            aliases: vec![],
+        }])
+        .unwrap();
+        let signer = Arc::new(Flaky {
+            failures,
+            calls: AtomicUsize::new(0),
+        });
+        let health = Arc::new(Health::new());
+        health.set_consuming(true);
+        let h = Handler::new(signer, keys, Some("/r/{creator}".into()), vec![])
+            .with_health(health.clone());
+        (h, health)
+    }
+
+    fn clearsign(props: Map<String, Value>) -> IncomingMessage {
+        let body = json!({"sig_key_id": "89ABCDEF01234567", "data": "aGk=", "request_id": "r1",
+            "created": "2026-01-01T00:00:00.000000Z", "requested_by": "me", "repo": "ns/r"});
+        IncomingMessage {
+            body: body.to_string().into_bytes(),
+            properties: props,
+            ..Default::default()
+        }
+    }
+
+    fn props(mtype: &str) -> Map<String, Value> {
+        Map::from_iter([("mtype".to_owned(), Value::String(mtype.into()))])
+    }
+
+    #[tokio::test]
+    async fn a_signer_error_makes_the_server_unready_until_a_test_signature_succeeds() {
+        let (h, health) = handler(3);
+        let handled = h.handle(&clearsign(props("clearsign_signature"))).await;
+        assert!(matches!(
+            handled.decision,
+            Decision::Reply {
+                outcome: Outcome::Signer,
+                ..
+            }
+        ));
+        assert_eq!(handled.key, "k");
+        assert!(health.readiness().is_err(), "unready right after the error");
+        let started = Instant::now();
+        while health.readiness().is_err() {
+            assert!(
+                started.elapsed() < Duration::from_secs(10),
+                "never ready again"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        // Two failed re-tests, then one good one.
+        assert_eq!(h.signer.calls.load(Ordering::SeqCst), 4);
+        let handled = h.handle(&clearsign(props("clearsign_signature"))).await;
+        assert!(matches!(
+            handled.decision,
+            Decision::Reply {
+                outcome: Outcome::Signed,
+                ..
+            }
+        ));
+    }
+
+    #[tokio::test]
+    async fn outcomes_and_labels_are_classes_not_text() {
+        let (h, _) = handler(0);
+        let mut m = clearsign(props("clearsign_signature"));
+        m.body = String::from_utf8(m.body)
+            .unwrap()
+            .replace("89ABCDEF01234567", "FFFFFFFF")
+            .into_bytes();
+        let handled = h.handle(&m).await;
+        assert_eq!(handled.key, "unknown");
+        assert!(matches!(
+            handled.decision,
+            Decision::Reply {
+                outcome: Outcome::Key,
+                ..
+            }
+        ));
+        let handled = h.handle(&clearsign(props("no_such_type"))).await;
+        assert_eq!(handled.kind, "unknown");
+        assert!(matches!(
+            handled.decision,
+            Decision::Reply {
+                outcome: Outcome::Schema,
+                ..
+            }
+        ));
+        let handled = h
+            .handle(&IncomingMessage {
+                body: b"not json".to_vec(),
+                ..Default::default()
+            })
+            .await;
+        assert!(matches!(
+            handled.decision,
+            Decision::Reject {
+                class: RejectReason::Undecodable,
+                ..
+            }
+        ));
+    }
+
+    #[tokio::test]
+    async fn the_reply_continues_the_trace() {
+        let (h, _) = handler(0);
+        let mut p = props("clearsign_signature");
+        let tp = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+        p.insert("traceparent".into(), Value::String(tp.into()));
+        let Decision::Reply { message, outcome } = h.handle(&clearsign(p)).await.decision else {
+            panic!("no reply")
+        };
+        assert_eq!(outcome, Outcome::Signed);
+        let reply_tp = message.properties["traceparent"].as_str().unwrap();
+        assert_eq!(&reply_tp[..36], &tp[..36]);
+        assert_ne!(reply_tp, tp);
+        assert_eq!(message.address, "/r/me");
+    }
 }

@@ -4,25 +4,36 @@
 //! `max_in_flight` deliveries at a time, hands each to [`handler::Handler`], publishes the reply, and only when
 //! the broker has settled the reply accepts the request. One `match` turns each outcome into a settlement. On
 //! shutdown it stops the flow, lets in-flight work finish within the grace period, and releases the rest.
+//! It keeps [`Metrics`] and [`health::Health`] up to date (connections, consuming, per-request outcomes);
+//! [`endpoints`] serves them over HTTP.
 
+pub mod endpoints;
 pub mod handler;
+pub mod health;
 pub mod reply_address;
+pub mod trace_context;
 
 use crate::config::ServerConfig;
+use crate::metrics::Metrics;
 use crate::signing::Signer;
 use crate::transport::{self, Delivery, Settlement, Transport, TransportError};
-use handler::{Decision, Handler};
+use handler::{Decision, Handler, RejectReason};
+use health::Health;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
 
 /// Runs the server until `shutdown` is cancelled. Returns an error only for problems that retrying cannot fix
-/// (a malformed broker URL, a request address the broker refuses).
+/// (a malformed broker URL, a request address the broker refuses). Counts into `metrics`; reports connected
+/// and consuming into `health`.
 pub async fn run<S: Signer>(
     cfg: &ServerConfig,
     handler: Handler<S>,
+    metrics: Arc<Metrics>,
+    health: Arc<Health>,
     shutdown: CancellationToken,
 ) -> Result<(), TransportError> {
     let handler = Arc::new(handler);
@@ -50,6 +61,7 @@ pub async fn run<S: Signer>(
                 continue;
             }
         };
+        metrics.broker_connections.inc();
         current = Some(transport.clone());
         let mut sub = match transport
             .subscribe(&cfg.server.listen_to, cfg.server.max_in_flight as u32)
@@ -62,6 +74,7 @@ pub async fn run<S: Signer>(
             }
         };
         backoff = Duration::from_millis(200);
+        health.set_consuming(true);
         tracing::info!(address = %cfg.server.listen_to, max_in_flight = cfg.server.max_in_flight, "consuming");
         let lost = loop {
             let permit = tokio::select! {
@@ -74,12 +87,14 @@ pub async fn run<S: Signer>(
             };
             while tasks.try_join_next().is_some() {}
             let Some(delivery) = delivery else { break true };
-            let (handler, transport) = (handler.clone(), transport.clone());
+            let (handler, transport, metrics) =
+                (handler.clone(), transport.clone(), metrics.clone());
             tasks.spawn(async move {
-                process(&handler, transport.as_ref(), delivery).await;
+                process(&handler, transport.as_ref(), delivery, &metrics).await;
                 drop(permit);
             });
         };
+        health.set_consuming(false);
         if lost {
             tracing::warn!(
                 "request link lost; reconnecting (unsettled requests will be redelivered)"
@@ -87,6 +102,7 @@ pub async fn run<S: Signer>(
             continue;
         }
         // Shutdown: stop the flow, release what was prefetched, let in-flight work finish.
+        health.set_stopping();
         sub.pause().await;
         drain(
             &mut tasks,
@@ -95,6 +111,7 @@ pub async fn run<S: Signer>(
         .await;
         drop(sub);
     }
+    health.set_stopping();
     drain(
         &mut tasks,
         Duration::from_secs(cfg.server.grace_period_secs),
@@ -129,34 +146,109 @@ async fn drain(tasks: &mut JoinSet<()>, grace: Duration) {
     }
 }
 
+/// Counts one delivery in flight from receipt to settlement. Dropped unfinished (its task aborted at the end of
+/// the grace period, so the delivery goes back to the broker), it counts the outcome `released`.
+struct InFlight<'a> {
+    metrics: &'a Metrics,
+    kind: &'static str,
+    key: String,
+    received: Instant,
+    finished: bool,
+}
+
+impl<'a> InFlight<'a> {
+    fn start(metrics: &'a Metrics, kind: &'static str) -> Self {
+        metrics.requests_received.with_label_values(&[kind]).inc();
+        metrics.in_flight.inc();
+        InFlight {
+            metrics,
+            kind,
+            key: "unknown".into(),
+            received: Instant::now(),
+            finished: false,
+        }
+    }
+
+    fn count(&self, outcome: &str) {
+        self.metrics
+            .requests
+            .with_label_values(&[self.kind, &self.key, outcome])
+            .inc();
+        self.metrics
+            .request_seconds
+            .observe(self.received.elapsed().as_secs_f64());
+    }
+
+    fn finish(mut self, outcome: &str) {
+        self.count(outcome);
+        self.finished = true;
+    }
+}
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        if !self.finished {
+            self.count("released");
+        }
+        self.metrics.in_flight.dec();
+    }
+}
+
 /// Handles one delivery from receipt to settlement. Nothing here can skip the settlement.
-async fn process<S: Signer, T: Transport>(handler: &Handler<S>, transport: &T, delivery: Delivery) {
-    let decision = handler.handle(delivery.message()).await;
-    let settlement = match decision {
-        Decision::Reply { message, signed } => {
-            let address = message.address.clone();
-            match transport.publish(message).await {
-                Ok(()) => {
-                    tracing::debug!(%address, signed, "replied");
-                    Settlement::Accept
-                }
-                Err(e @ (TransportError::Unroutable { .. } | TransportError::Rejected { .. })) => {
-                    Settlement::Reject {
-                        reason: format!("reply could not be delivered: {e}"),
+async fn process<S: Signer, T: Transport>(
+    handler: &Handler<S>,
+    transport: &T,
+    delivery: Delivery,
+    metrics: &Metrics,
+) {
+    let mut tally = InFlight::start(metrics, handler::type_label(&delivery.message().properties));
+    let handler::Handled {
+        decision,
+        kind,
+        key,
+        span,
+    } = handler.handle(delivery.message()).await;
+    tally.kind = kind;
+    tally.key = key;
+    let settle = async move {
+        let (settlement, outcome, dead) = match decision {
+            Decision::Reply { message, outcome } => {
+                let address = message.address.clone();
+                match transport.publish(message).await {
+                    Ok(()) => {
+                        tracing::info!(%address, outcome = outcome.as_str(), "replied");
+                        (Settlement::Accept, outcome.as_str(), None)
+                    }
+                    Err(
+                        e @ (TransportError::Unroutable { .. } | TransportError::Rejected { .. }),
+                    ) => {
+                        let reason = format!("reply could not be delivered: {e}");
+                        let dead = Some(RejectReason::ReplyUndeliverable);
+                        (Settlement::Reject { reason }, "rejected", dead)
+                    }
+                    Err(e) => {
+                        tracing::warn!(error = %e, "reply not confirmed; releasing the request for redelivery");
+                        (Settlement::Release, "released", None)
                     }
                 }
-                Err(e) => {
-                    tracing::warn!(error = %e, "reply not confirmed; releasing the request for redelivery");
-                    Settlement::Release
-                }
             }
+            Decision::Reject { reason, class } => {
+                (Settlement::Reject { reason }, "rejected", Some(class))
+            }
+        };
+        if let (Settlement::Reject { reason }, Some(class)) = (&settlement, dead) {
+            tracing::warn!(%reason, class = class.as_str(), "rejecting request (dead-lettered by the broker)");
         }
-        Decision::Reject(reason) => Settlement::Reject { reason },
+        if let Err(e) = delivery.settle(settlement).await {
+            tracing::warn!(error = %e, "settlement failed; the broker will redeliver the request");
+            tally.finish("released");
+            return;
+        }
+        if let Some(class) = dead {
+            let reason = class.as_str();
+            metrics.dead_lettered.with_label_values(&[reason]).inc();
+        }
+        tally.finish(outcome);
     };
-    if let Settlement::Reject { reason } = &settlement {
-        tracing::warn!(%reason, "rejecting request (dead-lettered by the broker)");
-    }
-    if let Err(e) = delivery.settle(settlement).await {
-        tracing::warn!(error = %e, "settlement failed; the broker will redeliver the request");
-    }
+    settle.instrument(span).await;
 }

@@ -122,8 +122,8 @@ pub enum Protocol {
     Amqp091,
 }
 
-/// Where and how to connect: a failover list of URLs tried in order.
-#[derive(Debug, Clone, serde::Deserialize, serde::Serialize)]
+/// Where and how to connect: a failover list of URLs tried in order. `Debug` redacts secrets.
+#[derive(Clone, serde::Deserialize, serde::Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct BrokerConfig {
     /// Broker URLs, `amqp://host:port` (or `amqps://`), tried in order until one connects.
@@ -233,5 +233,20 @@ pub async fn connect(cfg: &BrokerConfig, container_id: &str) -> Result<Broker, T
         _ => Ok(Broker::Amqp1(
             amqp1::Amqp1::connect(cfg, container_id).await?,
         )),
+    }
+}
+
+impl std::fmt::Debug for BrokerConfig {
+    /// Never shows the password, nor passwords inside URLs.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let urls: Vec<String> = self.urls.iter().map(|u| amqp1::redact(u)).collect();
+        f.debug_struct("BrokerConfig")
+            .field("urls", &urls)
+            .field("protocol", &self.protocol)
+            .field("sasl", &self.sasl)
+            .field("username", &self.username)
+            .field("password", &self.password.as_ref().map(|_| "***"))
+            .field("publish_timeout_secs", &self.publish_timeout_secs)
+            .finish_non_exhaustive()
     }
 }

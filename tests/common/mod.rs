@@ -144,6 +144,8 @@ server:
   reply_to: "/exchanges/amq.topic/signbus.reply.{{creator}}.{{task_id}}"
   max_in_flight: 64
 {extra_server}
+metrics:
+  listen: "127.0.0.1:0"
 signing:
   gnupg_home: "{home}"
   workers: 2
@@ -167,6 +169,8 @@ pub struct Server {
     pub child: Child,
     pub dir: tempfile::TempDir,
     pub log: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+    /// The operations listener's address, from the `metrics listening` log line (the fixture binds port 0).
+    pub metrics_addr: Option<String>,
 }
 
 impl Server {
@@ -216,7 +220,35 @@ impl Server {
                 log.lock().unwrap().join("\n")
             );
         }
-        Server { child, dir, log }
+        let metrics_addr = log
+            .lock()
+            .unwrap()
+            .iter()
+            .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+            .find(|v| v["message"] == "metrics listening")
+            .and_then(|v| v["addr"].as_str().map(str::to_owned));
+        Server {
+            child,
+            dir,
+            log,
+            metrics_addr,
+        }
+    }
+
+    /// `GET path` on the server's operations listener: (status, body).
+    pub fn http_get(&self, path: &str) -> (u16, String) {
+        let addr = self
+            .metrics_addr
+            .as_deref()
+            .expect("the server logged no `metrics listening` line");
+        http_get(addr, path)
+    }
+
+    /// The server's `/metrics` text (panics unless 200).
+    pub fn scrape(&self) -> String {
+        let (status, body) = self.http_get("/metrics");
+        assert_eq!(status, 200, "{body}");
+        body
     }
 
     /// Sends SIGTERM and waits for exit; returns the exit status.
@@ -554,4 +586,47 @@ pub async fn every_request_answered_across_a_stop(
     signbus::transport::Transport::close(&conn).await;
     drop(second);
     delete_request_queue(&env, &queue);
+}
+
+/// A minimal HTTP/1.1 GET: (status, body).
+pub fn http_get(addr: &str, path: &str) -> (u16, String) {
+    use std::io::{Read, Write};
+    let mut s =
+        std::net::TcpStream::connect(addr).unwrap_or_else(|e| panic!("connect {addr}: {e}"));
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut text = String::new();
+    s.read_to_string(&mut text).unwrap();
+    let (head, body) = text.split_once("\r\n\r\n").expect("an HTTP response");
+    let status = head
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or_else(|| panic!("bad status line: {head}"));
+    (status, body.to_owned())
+}
+
+/// The sum of the samples of metric `name` (exact name, no suffix) whose labels include every one of `labels`.
+pub fn metric_sum(text: &str, name: &str, labels: &[(&str, &str)]) -> f64 {
+    text.lines()
+        .filter(|l| !l.starts_with('#'))
+        .filter_map(|l| {
+            let (series, value) = l.rsplit_once(' ')?;
+            let (n, rest) = match series.split_once('{') {
+                Some((n, rest)) => (n, rest.trim_end_matches('}')),
+                None => (series, ""),
+            };
+            if n != name {
+                return None;
+            }
+            let has_all = labels
+                .iter()
+                .all(|(k, v)| rest.split(',').any(|pair| pair == format!("{k}=\"{v}\"")));
+            has_all.then(|| value.parse::<f64>().ok())?
+        })
+        .sum()
 }

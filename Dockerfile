@@ -1,0 +1,27 @@
+# signbus server image: `docker build -t signbus .`; see docker-compose.yml for running it next to RabbitMQ.
+# Run it with an init that reaps (docker run --init, compose `init: true`): gpg-agent double-forks.
+
+FROM rust:1-bookworm AS build
+RUN apt-get update \
+    && apt-get install -y --no-install-recommends libgpgme-dev pkg-config \
+    && rm -rf /var/lib/apt/lists/*
+WORKDIR /src
+COPY Cargo.toml Cargo.lock ./
+COPY src ./src
+COPY schemas ./schemas
+COPY benches ./benches
+RUN cargo build --release --locked --bin signbus
+
+FROM debian:bookworm-slim
+RUN apt-get update \
+    && apt-get install -y --no-install-recommends gpg gpg-agent libgpgme11 ca-certificates \
+    && rm -rf /var/lib/apt/lists/* \
+    && useradd --system --uid 10001 --home-dir /var/lib/signbus --create-home signbus \
+    && install -d -o signbus -g signbus -m 700 /var/lib/signbus/gnupg
+COPY --from=build /src/target/release/signbus /usr/local/bin/signbus
+USER signbus
+ENV GNUPGHOME=/var/lib/signbus/gnupg
+EXPOSE 9464
+STOPSIGNAL SIGTERM
+ENTRYPOINT ["/usr/local/bin/signbus"]
+CMD ["serve", "--config", "/etc/signbus/server.yaml", "--log-format", "json"]
