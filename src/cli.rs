@@ -127,6 +127,14 @@ pub struct ContainerSignArgs {
     /// Signer type: one message per reference × key, or batches (`msg_batch_signer`, `chunk_size`).
     #[arg(long = "signer-type", value_enum, default_value = "single")]
     pub signer_type: SignerType,
+    /// Also publish every signature received into the lookaside store registries.d names for its image
+    /// (signbus extension; file:// stores).
+    #[arg(long)]
+    pub publish: bool,
+    /// registries.d directory for --publish (default: ~/.config/containers/registries.d, else
+    /// /etc/containers/registries.d).
+    #[arg(long = "registries-d", requires = "publish")]
+    pub registries_d: Option<PathBuf>,
 }
 
 /// The flags every requester command shares, as pubtools-sign names them.
@@ -458,6 +466,7 @@ async fn exchange_and_print(
     requests: Vec<requester::PreparedRequest>,
     operation: serde_json::Value,
     result_field: &str,
+    publish_to: Option<PathBuf>,
 ) -> Result<i32> {
     let vars = requester::template_vars(cfg, creator, &common.task_id, common.requester.as_deref());
     let listen = requester::format_address(&cfg.topic_listen_to, &vars)?;
@@ -497,7 +506,75 @@ async fn exchange_and_print(
     );
     print!("{}", r.stdout);
     eprint!("{}", r.stderr);
-    Ok(r.exit_code)
+    match publish_to {
+        Some(dir) => Ok(r.exit_code.max(publish_signatures(&dir, &ex))),
+        None => Ok(r.exit_code),
+    }
+}
+
+/// `--publish`: stores every signature of `ex` in the lookaside store registries.d (`dir`) names for its image.
+/// Reports on stderr; returns 1 when any could not be stored.
+fn publish_signatures(dir: &std::path::Path, ex: &requester::Exchange) -> i32 {
+    use base64::Engine;
+    use signbus::verify::registries_d::RegistriesD;
+    let registries = match RegistriesD::load_dir(dir) {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: --publish: {e}");
+            return 1;
+        }
+    };
+    // (reference, digest, base64 signature) of every signature received: single replies carry the claim,
+    // batch replies one entry per claim × key.
+    let mut found: Vec<(String, String, String)> = Vec::new();
+    for (doc, _) in ex.replies.values() {
+        let msg = &doc["msg"];
+        if let Some(sigs) = msg["signatures"].as_array() {
+            for s in sigs {
+                if let (Some(r), Some(d), Some(b)) = (
+                    s["docker_reference"].as_str(),
+                    s["manifest_digest"].as_str(),
+                    s["signed_claim"].as_str(),
+                ) {
+                    found.push((r.to_owned(), d.to_owned(), b.to_owned()));
+                }
+            }
+        } else if let (Some(c), Some(b)) =
+            (msg["claim_file"].as_str(), msg["signed_claim"].as_str())
+        {
+            let claim = base64::engine::general_purpose::STANDARD.decode(c).ok();
+            if let Some(claim) = claim.and_then(|c| signbus::claim::Claim::parse(&c).ok()) {
+                found.push((
+                    claim.docker_reference.clone(),
+                    claim.manifest_digest.clone(),
+                    b.to_owned(),
+                ));
+            }
+        }
+    }
+    let mut failed = 0;
+    for (reference, digest, b64) in found {
+        let stored = base64::engine::general_purpose::STANDARD
+            .decode(&b64)
+            .map_err(|e| e.to_string())
+            .and_then(|sig| {
+                let image = signbus::reference::Reference::parse_normalized(&reference)
+                    .map_err(|e| e.to_string())?;
+                signbus::store::publish(&registries, &image, &digest, &sig)
+                    .map_err(|e| e.to_string())
+            });
+        match stored {
+            Ok(outcome) => eprintln!(
+                "published {reference}@{digest}: {}",
+                outcome.path().display()
+            ),
+            Err(e) => {
+                failed += 1;
+                eprintln!("error: publishing {reference}@{digest}: {e}");
+            }
+        }
+    }
+    i32::from(failed > 0)
 }
 
 async fn container_sign(a: ContainerSignArgs) -> Result<i32> {
@@ -533,7 +610,23 @@ async fn container_sign(a: ContainerSignArgs) -> Result<i32> {
         raw: a.raw,
         log_level: a.log_level,
     };
-    exchange_and_print(&cfg, &creator, &common, requests, operation, "signed_claim").await
+    let publish_to = a.publish.then(|| {
+        crate::cli_verify::user_or_system(
+            a.registries_d.clone(),
+            crate::cli_verify::USER_REGISTRIES_D,
+            crate::cli_verify::SYSTEM_REGISTRIES_D,
+        )
+    });
+    exchange_and_print(
+        &cfg,
+        &creator,
+        &common,
+        requests,
+        operation,
+        "signed_claim",
+        publish_to,
+    )
+    .await
 }
 
 async fn clear_sign(a: ClearSignArgs) -> Result<i32> {
@@ -563,7 +656,7 @@ async fn clear_sign(a: ClearSignArgs) -> Result<i32> {
         "repo": a.repo,
         "requester": c.requester,
     });
-    exchange_and_print(&cfg, &creator, c, requests, operation, "signed_data").await
+    exchange_and_print(&cfg, &creator, c, requests, operation, "signed_data", None).await
 }
 
 async fn blob_sign(a: BlobSignArgs) -> Result<i32> {
@@ -596,7 +689,16 @@ async fn blob_sign(a: BlobSignArgs) -> Result<i32> {
         "task_id": c.task_id,
         "requester": c.requester,
     });
-    exchange_and_print(&cfg, &creator, c, requests, operation, "signed_payload").await
+    exchange_and_print(
+        &cfg,
+        &creator,
+        c,
+        requests,
+        operation,
+        "signed_payload",
+        None,
+    )
+    .await
 }
 
 /// The requester's progress bar on a terminal: sent, signed, failed, waiting.

@@ -16,9 +16,9 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 const SYSTEM_POLICY: &str = "/etc/containers/policy.json";
-const SYSTEM_REGISTRIES_D: &str = "/etc/containers/registries.d";
+pub(crate) const SYSTEM_REGISTRIES_D: &str = "/etc/containers/registries.d";
 const USER_POLICY: &str = ".config/containers/policy.json";
-const USER_REGISTRIES_D: &str = ".config/containers/registries.d";
+pub(crate) const USER_REGISTRIES_D: &str = ".config/containers/registries.d";
 const ROOT_LOOKASIDE: &str = "/var/lib/containers/sigstore";
 const USER_LOOKASIDE: &str = ".local/share/containers/sigstore";
 
@@ -91,7 +91,7 @@ fn home() -> Option<PathBuf> {
 }
 
 /// The user's file when it exists, else the system one (podman's rule).
-fn user_or_system(explicit: Option<PathBuf>, user: &str, system: &str) -> PathBuf {
+pub(crate) fn user_or_system(explicit: Option<PathBuf>, user: &str, system: &str) -> PathBuf {
     if let Some(p) = explicit {
         return p;
     }
