@@ -286,3 +286,107 @@ async fn one_bad_claim_fails_only_itself_in_a_batch() {
     .unwrap();
     conn.close().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn malformed_requests_of_every_type_get_errors_naming_the_field() {
+    let bed = Bed::start("neg", "");
+    let env = &bed.env;
+    let short = &env.key_ed25519()[32..];
+    let task = unique("t");
+    let base = |mtype: &str, id: &str, extra: Value| {
+        let mut body = json!({"sig_key_id": short, "request_id": id, "created": "2026-11-27T09:05:57Z",
+                              "requested_by": "tester", "repo": "", "pub_task_id": task});
+        body.as_object_mut()
+            .unwrap()
+            .extend(extra.as_object().unwrap().clone());
+        let props = json!({"mtype": mtype, "pub_task_id": task, "owner_id": "tester"});
+        (body, props)
+    };
+    let claim_ok = STANDARD.encode("{}");
+    // (request, result field, text the error must contain)
+    let cases = vec![
+        (
+            base("clearsign_signature", "c-missing", json!({})),
+            "signed_data",
+            "data",
+        ),
+        (
+            base("clearsign_signature", "c-b64", json!({"data": "abc"})),
+            "signed_data",
+            "data is not valid base64",
+        ),
+        (
+            base("gpg_signature", "g-chars", json!({"artifact": "!!"})),
+            "signed_payload",
+            "/artifact",
+        ),
+        (
+            base(
+                "gpg_signature",
+                "g-key",
+                json!({"artifact": "YQ==", "sig_key_id": "0000FFFF"}),
+            ),
+            "signed_payload",
+            "unknown signing key",
+        ),
+        (
+            base("batch", "b-empty", json!({"claims": []})),
+            "signed_claim",
+            "/claims",
+        ),
+        (
+            base(
+                "batch",
+                "b-field",
+                json!({"claims": [{"claim_file": claim_ok, "sig_key_ids": [short], "repo": "ns/a"}]}),
+            ),
+            "signed_claim",
+            "manifest_digest",
+        ),
+    ];
+    let conn = connect(env, "neg").await;
+    let mut replies = conn
+        .subscribe(&format!("/topic/signbus.reply.tester.{task}"), 20)
+        .await
+        .unwrap();
+    for ((body, props), _, _) in &cases {
+        conn.publish(OutgoingMessage {
+            address: format!("/queues/{}", bed.queue),
+            body: body.to_string(),
+            properties: props.as_object().unwrap().clone(),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    }
+    let mut got = std::collections::HashMap::new();
+    while got.len() < cases.len() {
+        let d = tokio::time::timeout(Duration::from_secs(20), replies.next())
+            .await
+            .unwrap_or_else(|_| panic!("{} replies; log:\n{}", got.len(), bed.logs()))
+            .unwrap();
+        let v: Value = serde_json::from_slice(&d.message().body).unwrap();
+        d.settle(Settlement::Accept).await.unwrap();
+        got.insert(v["msg"]["request_id"].as_str().unwrap().to_owned(), v);
+    }
+    for ((body, _), field, needle) in &cases {
+        let id = body["request_id"].as_str().unwrap();
+        let msg = &got[id]["msg"];
+        let errors: Vec<&str> = msg["errors"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| e.as_str().unwrap())
+            .collect();
+        assert!(
+            errors.iter().any(|e| e.contains(needle)),
+            "{id}: {errors:?} does not name {needle:?}"
+        );
+        assert_eq!(
+            msg[*field],
+            Value::Null,
+            "{id}: a failed request carries no signature"
+        );
+    }
+    conn.close().await;
+}
