@@ -69,6 +69,9 @@ pub struct ServerSection {
     /// Attribute names accepted as the task id for `{task_id}`, in order.
     #[serde(default = "default_task_id_attributes")]
     pub task_id_attributes: Vec<String>,
+    /// Broker topology to declare at start (AMQP 0-9-1 only).
+    #[serde(default)]
+    pub topology: Option<crate::transport::Topology>,
 }
 
 /// Signing keys and workers.

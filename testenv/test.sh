@@ -23,7 +23,7 @@ SIGNBUS_TEST_PROTOCOL=amqp1 SIGNBUS_TEST_REQUESTER_PROTOCOL=amqp1 \
     cargo nextest run --no-fail-fast --success-output final "$@"
 
 # 2. The same broker-facing tests over the other protocol combinations (one suite, parametrised).
-BROKER_TESTS='binary(/^(container|bad|cli|every|sigterm|sigkill|pubtools|metrics|logs|signed_images)/)'
+BROKER_TESTS='binary(/^(container|bad|cli|every|sigterm|sigkill|pubtools|metrics|logs|signed_images|topology)/)'
 for combo in "amqp091 amqp091" "amqp1 amqp091" "amqp091 amqp1"; do
     set -- $combo
     echo "test.sh: server over $1, requester over $2" >&2

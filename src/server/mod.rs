@@ -63,6 +63,12 @@ pub async fn run<S: Signer>(
         };
         metrics.broker_connections.inc();
         current = Some(transport.clone());
+        if let Some(topology) = &cfg.server.topology {
+            if let Err(e) = transport.declare(topology).await {
+                transport.close().await;
+                return Err(e);
+            }
+        }
         let mut sub = match transport
             .subscribe(&cfg.server.listen_to, cfg.server.max_in_flight as u32)
             .await

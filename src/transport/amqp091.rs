@@ -102,6 +102,69 @@ impl Amqp091 {
     pub fn url(&self) -> &str {
         &self.url
     }
+
+    /// Declares the request queue (durable), its dead-letter exchange and queue when asked, and its bindings.
+    pub async fn declare(&self, t: &super::Topology) -> Result<(), TransportError> {
+        let fail = |e: lapin::Error| TransportError::Attach {
+            address: t.queue.clone(),
+            reason: e.to_string(),
+        };
+        let ch = self.connection.create_channel().await.map_err(fail)?;
+        let durable = QueueDeclareOptions {
+            durable: true,
+            ..Default::default()
+        };
+        let mut args = FieldTable::default();
+        if t.dead_letter {
+            let dlx = format!("{}.dlx", t.queue);
+            let dead = format!("{}.dead", t.queue);
+            let opts = lapin::options::ExchangeDeclareOptions {
+                durable: true,
+                ..Default::default()
+            };
+            ch.exchange_declare(
+                dlx.as_str().into(),
+                lapin::ExchangeKind::Fanout,
+                opts,
+                FieldTable::default(),
+            )
+            .await
+            .map_err(fail)?;
+            ch.queue_declare(dead.as_str().into(), durable, FieldTable::default())
+                .await
+                .map_err(fail)?;
+            ch.queue_bind(
+                dead.as_str().into(),
+                dlx.as_str().into(),
+                "".into(),
+                QueueBindOptions::default(),
+                FieldTable::default(),
+            )
+            .await
+            .map_err(fail)?;
+            args.insert(
+                "x-dead-letter-exchange".into(),
+                AMQPValue::LongString(dlx.as_str().into()),
+            );
+        }
+        ch.queue_declare(t.queue.as_str().into(), durable, args)
+            .await
+            .map_err(fail)?;
+        for b in &t.bindings {
+            ch.queue_bind(
+                t.queue.as_str().into(),
+                b.exchange.as_str().into(),
+                b.routing_key.as_str().into(),
+                QueueBindOptions::default(),
+                FieldTable::default(),
+            )
+            .await
+            .map_err(fail)?;
+        }
+        let _ = ch.close(200, "declared".into()).await;
+        tracing::info!(queue = %t.queue, dead_letter = t.dead_letter, bindings = t.bindings.len(), "topology declared");
+        Ok(())
+    }
 }
 
 fn bad_address(e: super::address::AddressError) -> TransportError {

@@ -109,6 +109,32 @@ pub enum Sasl {
     Plain,
 }
 
+/// Broker topology a server may declare at start (AMQP 0-9-1 only; on AMQP 1.0 use the broker's own
+/// definitions). Declaring is idempotent: what exists with the same settings is left as it is.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Deserialize, serde::Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Topology {
+    /// The request queue to declare (durable).
+    pub queue: String,
+    /// Also declare a fanout exchange `<queue>.dlx` and a durable queue `<queue>.dead` bound to it, and make
+    /// it the request queue's dead-letter exchange, so rejected requests are kept.
+    #[serde(default)]
+    pub dead_letter: bool,
+    /// Bindings of the request queue (e.g. `{exchange: amq.topic, routing_key: VirtualTopic.eng.sign}`).
+    #[serde(default)]
+    pub bindings: Vec<Binding>,
+}
+
+/// One binding of the request queue to an exchange.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize, serde::Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Binding {
+    /// Exchange name (must exist, e.g. `amq.topic`).
+    pub exchange: String,
+    /// Routing key (binding key).
+    pub routing_key: String,
+}
+
 /// Which AMQP protocol to speak.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Deserialize, serde::Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -193,6 +219,22 @@ impl Broker {
         match self {
             Broker::Amqp1(b) => b.url(),
             Broker::Amqp091(b) => b.url(),
+        }
+    }
+}
+
+impl Broker {
+    /// Declares `topology` on the broker. Only AMQP 0-9-1 can declare; over AMQP 1.0 this is an error that says
+    /// to declare the topology with the broker's definitions instead.
+    pub async fn declare(&self, topology: &Topology) -> Result<(), TransportError> {
+        match self {
+            Broker::Amqp091(b) => b.declare(topology).await,
+            Broker::Amqp1(_) => Err(TransportError::Attach {
+                address: topology.queue.clone(),
+                reason: "server.topology needs AMQP 0-9-1 (broker.protocol: amqp091); over AMQP 1.0 declare \
+                         queues and bindings with the broker's definitions"
+                    .into(),
+            }),
         }
     }
 }
