@@ -8,9 +8,9 @@
 //! over AMQP 1.0 with a string body arrives here AMQP-encoded, and is decoded back to its text.
 
 use super::address::Address;
-use super::delivery::{Control, SettleCommand};
+use super::delivery::{spawn_consumer, ConsumerLink, LinkEvent};
 use super::{
-    BrokerConfig, Delivery, IncomingMessage, OutgoingMessage, Settlement, Subscription, Transport,
+    BrokerConfig, IncomingMessage, OutgoingMessage, Settlement, Subscription, Transport,
     TransportError,
 };
 use futures_util::StreamExt;
@@ -23,9 +23,7 @@ use lapin::types::{AMQPValue, FieldTable, ShortString};
 use lapin::Confirmation;
 use lapin::{BasicProperties, Channel, Connection, ConnectionProperties};
 use serde_json::{Map, Value};
-use std::collections::HashMap;
 use std::time::Duration;
-use tokio::sync::mpsc;
 
 /// A live AMQP 0-9-1 connection with a confirm-mode publishing channel.
 pub struct Amqp091 {
@@ -290,20 +288,14 @@ impl Transport for Amqp091 {
             )
             .await
             .map_err(attach)?;
-        let (out_tx, out_rx) = mpsc::unbounded_channel();
-        let (ctl_tx, ctl_rx) = mpsc::channel(1);
-        let (settle_tx, settle_rx) = mpsc::unbounded_channel();
-        tokio::spawn(run_consumer(
-            channel,
-            consumer,
-            tag,
-            out_tx,
-            ctl_rx,
-            settle_tx,
-            settle_rx,
-            address.to_owned(),
-        ));
-        Ok(Subscription::new(out_rx, ctl_tx, address.to_owned()))
+        Ok(spawn_consumer(
+            ConsumerChannel {
+                channel,
+                consumer,
+                tag,
+            },
+            address,
+        ))
     }
 
     async fn close(&self) {
@@ -311,77 +303,40 @@ impl Transport for Amqp091 {
     }
 }
 
-/// Owns one consumer: forwards deliveries, applies settlements, cancels on pause, and closes its channel once
-/// the subscription is gone and every delivery it handed out is settled or dropped.
-#[allow(clippy::too_many_arguments)]
-async fn run_consumer(
+/// A lapin consumer and its channel as a [`ConsumerLink`].
+struct ConsumerChannel {
     channel: Channel,
-    mut consumer: lapin::Consumer,
+    consumer: lapin::Consumer,
     tag: String,
-    out: mpsc::UnboundedSender<Delivery>,
-    mut control: mpsc::Receiver<Control>,
-    settle_tx: mpsc::UnboundedSender<SettleCommand>,
-    mut settle_rx: mpsc::UnboundedReceiver<SettleCommand>,
-    address: String,
-) {
-    let mut pending: HashMap<u64, lapin::Acker> = HashMap::new();
-    let mut next_token = 0u64;
-    let mut flowing = true;
-    let mut subscribed = true;
-    loop {
-        if !subscribed && pending.is_empty() {
-            break;
-        }
-        tokio::select! {
-            biased;
-            Some(cmd) = settle_rx.recv() => {
-                let result = match pending.remove(&cmd.token) {
-                    Some(acker) => settle(&acker, &cmd.settlement).await,
-                    None => Err(TransportError::Lost("delivery already settled".into())),
-                };
-                if let Err(e) = &result {
-                    tracing::warn!(%address, error = %e, settlement = ?cmd.settlement, "settlement failed");
-                }
-                if let Some(done) = cmd.done {
-                    let _ = done.send(result);
-                }
-            }
-            ctl = control.recv(), if subscribed => {
-                if flowing {
-                    let _ = channel.basic_cancel(tag.as_str().into(), BasicCancelOptions::default()).await;
-                    flowing = false;
-                }
-                match ctl {
-                    Some(Control::Pause(ack)) => { let _ = ack.send(()); }
-                    None => subscribed = false,
-                }
-            }
-            next = consumer.next(), if flowing => {
-                match next {
-                    Some(Ok(d)) => {
-                        next_token += 1;
-                        let message = from_delivery(&d);
-                        pending.insert(next_token, d.acker.clone());
-                        // If nobody takes it, dropping it queues a Release for this loop to apply.
-                        let _ = out.send(Delivery::new(message, next_token, settle_tx.clone()));
-                    }
-                    Some(Err(e)) => {
-                        tracing::warn!(%address, error = %e, "consumer ended");
-                        return;
-                    }
-                    None => {
-                        // Cancelled (pause) or the channel closed; keep settling what is pending.
-                        flowing = false;
-                        if subscribed && !channel.status().connected() {
-                            tracing::warn!(%address, "channel closed");
-                            return;
-                        }
-                    }
-                }
-            }
+}
+
+impl ConsumerLink for ConsumerChannel {
+    type Handle = lapin::Acker;
+
+    async fn recv(&mut self) -> LinkEvent<lapin::Acker> {
+        match self.consumer.next().await {
+            Some(Ok(d)) => LinkEvent::Message(from_delivery(&d), d.acker.clone()),
+            Some(Err(e)) => LinkEvent::Ended(e.to_string()),
+            // Cancelled (after a pause) or the channel closed.
+            None if self.channel.status().connected() => LinkEvent::Paused,
+            None => LinkEvent::Ended("channel closed".into()),
         }
     }
-    let _ = channel.close(200, "done".into()).await;
+
+    async fn settle(&mut self, acker: lapin::Acker, s: &Settlement) -> Result<(), TransportError> {
+        settle(&acker, s).await
+    }
+
+    async fn stop_flow(&mut self) {
+        let _ = self
+            .channel
+            .basic_cancel(self.tag.as_str().into(), BasicCancelOptions::default())
+            .await;
+    }
+
+    async fn close(self) {
+        let _ = self.channel.close(200, "done".into()).await;
+    }
 }
 
 async fn settle(acker: &lapin::Acker, s: &Settlement) -> Result<(), TransportError> {

@@ -5,10 +5,10 @@
 //! and one receiver link per subscription with explicit settlement and automatic credit. A task per receiver
 //! owns the link; deliveries settle through it. Knows nothing of what the bodies mean.
 
-use super::delivery::{Control, SettleCommand};
+use super::delivery::{spawn_consumer, ConsumerLink, LinkEvent};
 use super::{
-    BrokerConfig, Delivery, IncomingMessage, OutgoingMessage, Sasl, Settlement, Subscription,
-    Transport, TransportError,
+    BrokerConfig, IncomingMessage, OutgoingMessage, Sasl, Settlement, Subscription, Transport,
+    TransportError,
 };
 use fe2o3_amqp::connection::ConnectionHandle;
 use fe2o3_amqp::link::delivery::DeliveryInfo;
@@ -23,7 +23,6 @@ use fe2o3_amqp::types::messaging::{
 use fe2o3_amqp::types::primitives::{OrderedMap, SimpleValue, Value as AmqpValue};
 use fe2o3_amqp::{Connection, Receiver, Sender, Session};
 use serde_json::{Map, Value};
-use std::collections::HashMap;
 use std::time::Duration;
 use tokio::net::TcpStream;
 use tokio::sync::{mpsc, oneshot, Mutex};
@@ -290,18 +289,7 @@ impl Engine {
             links.receiver_sessions.push(session);
             receiver
         };
-        let (out_tx, out_rx) = mpsc::unbounded_channel();
-        let (ctl_tx, ctl_rx) = mpsc::channel(1);
-        let (settle_tx, settle_rx) = mpsc::unbounded_channel();
-        tokio::spawn(run_receiver(
-            receiver,
-            out_tx,
-            ctl_rx,
-            settle_tx,
-            settle_rx,
-            address.to_owned(),
-        ));
-        Ok(Subscription::new(out_rx, ctl_tx, address.to_owned()))
+        Ok(spawn_consumer(ReceiverLink { receiver }, address))
     }
 
     async fn close(&self) {
@@ -433,76 +421,45 @@ impl Transport for Amqp1 {
     }
 }
 
-/// Owns one receiver link: forwards deliveries, applies settlements, pauses on request, and closes the link
-/// once its subscription is gone and every delivery it handed out is settled or dropped.
-async fn run_receiver(
-    mut receiver: Receiver,
-    out: mpsc::UnboundedSender<Delivery>,
-    mut control: mpsc::Receiver<Control>,
-    settle_tx: mpsc::UnboundedSender<SettleCommand>,
-    mut settle_rx: mpsc::UnboundedReceiver<SettleCommand>,
-    address: String,
-) {
-    let mut pending: HashMap<u64, DeliveryInfo> = HashMap::new();
-    let mut next_token = 0u64;
-    let mut flowing = true;
-    let mut subscribed = true;
-    loop {
-        if !subscribed && pending.is_empty() {
-            break;
-        }
-        tokio::select! {
-            biased;
-            Some(cmd) = settle_rx.recv() => {
-                let result = match pending.remove(&cmd.token) {
-                    Some(info) => dispose(&receiver, info, &cmd.settlement).await,
-                    None => Err(TransportError::Lost("delivery already settled".into())),
-                };
-                if let Err(e) = &result {
-                    tracing::warn!(%address, error = %e, settlement = ?cmd.settlement, "settlement failed");
-                }
-                if let Some(done) = cmd.done {
-                    let _ = done.send(result);
-                }
+/// An fe2o3 receiver as a [`ConsumerLink`].
+struct ReceiverLink {
+    receiver: Receiver,
+}
+
+impl ConsumerLink for ReceiverLink {
+    type Handle = DeliveryInfo;
+
+    async fn recv(&mut self) -> LinkEvent<DeliveryInfo> {
+        match self.receiver.recv::<Body<AmqpValue>>().await {
+            Ok(d) => {
+                let (info, message) = d.into_parts();
+                LinkEvent::Message(from_amqp(message), info)
             }
-            ctl = control.recv(), if subscribed => {
-                if flowing {
-                    receiver.set_credit_mode(CreditMode::Manual);
-                    let _ = receiver.set_credit(0).await;
-                    flowing = false;
-                }
-                match ctl {
-                    Some(Control::Pause(ack)) => { let _ = ack.send(()); }
-                    None => subscribed = false,
-                }
+            Err(RecvError::MessageDecode(e)) => {
+                // A message fe2o3 cannot decode: settle it as rejected so it is dead-lettered, not redelivered
+                // forever, and keep the link.
+                tracing::warn!(error = %e.source, "rejecting an undecodable AMQP message");
+                let reason = format!("undecodable AMQP message: {}", e.source);
+                let err = AmqpErrorFrame::new(AmqpError::DecodeError, Some(reason), None);
+                let _ = self.receiver.reject(e.info, err).await;
+                LinkEvent::Skip
             }
-            r = receiver.recv::<Body<AmqpValue>>(), if flowing || subscribed => {
-                match r {
-                    Ok(d) => {
-                        let (info, message) = d.into_parts();
-                        next_token += 1;
-                        pending.insert(next_token, info);
-                        let delivery = Delivery::new(from_amqp(message), next_token, settle_tx.clone());
-                        // If nobody takes it, dropping it queues a Release for this loop to apply.
-                        let _ = out.send(delivery);
-                    }
-                    Err(RecvError::MessageDecode(e)) => {
-                        // A message fe2o3 cannot decode: settle it as rejected so it is dead-lettered, not
-                        // redelivered forever, and keep the link.
-                        tracing::warn!(%address, error = %e.source, "rejecting an undecodable AMQP message");
-                        let reason = format!("undecodable AMQP message: {}", e.source);
-                        let err = AmqpErrorFrame::new(AmqpError::DecodeError, Some(reason), None);
-                        let _ = receiver.reject(e.info, err).await;
-                    }
-                    Err(e) => {
-                        tracing::warn!(%address, error = %e, "receiver link ended");
-                        return;
-                    }
-                }
-            }
+            Err(e) => LinkEvent::Ended(e.to_string()),
         }
     }
-    let _ = receiver.close().await;
+
+    async fn settle(&mut self, info: DeliveryInfo, s: &Settlement) -> Result<(), TransportError> {
+        dispose(&self.receiver, info, s).await
+    }
+
+    async fn stop_flow(&mut self) {
+        self.receiver.set_credit_mode(CreditMode::Manual);
+        let _ = self.receiver.set_credit(0).await;
+    }
+
+    async fn close(self) {
+        let _ = self.receiver.close().await;
+    }
 }
 
 async fn dispose(

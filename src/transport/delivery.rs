@@ -5,6 +5,8 @@
 //! owns the "settle exactly once, release on drop" rule.
 
 use super::{IncomingMessage, TransportError};
+use std::collections::HashMap;
+use std::future::Future;
 use tokio::sync::{mpsc, oneshot};
 
 /// The final word on a delivery.
@@ -136,4 +138,102 @@ impl Subscription {
             drop(d); // released
         }
     }
+}
+
+/// What happened on a protocol's consumer link.
+pub(crate) enum LinkEvent<H> {
+    /// A message, with the protocol's handle for settling it.
+    Message(IncomingMessage, H),
+    /// Something the link handled itself (e.g. rejected an undecodable message); nothing to hand out.
+    Skip,
+    /// The broker stopped the flow after a pause; pending settlements still work.
+    Paused,
+    /// The link or connection ended; the broker redelivers what is unsettled.
+    Ended(String),
+}
+
+/// The protocol side of a consumer: receive, settle, stop the flow, close.
+pub(crate) trait ConsumerLink: Send + 'static {
+    /// The protocol's handle for one unsettled delivery.
+    type Handle: Send;
+    /// The next event.
+    fn recv(&mut self) -> impl Future<Output = LinkEvent<Self::Handle>> + Send;
+    /// Applies a settlement to a delivery.
+    fn settle(
+        &mut self,
+        handle: Self::Handle,
+        s: &Settlement,
+    ) -> impl Future<Output = Result<(), TransportError>> + Send;
+    /// Asks the broker to send no more (link credit 0, consumer cancel).
+    fn stop_flow(&mut self) -> impl Future<Output = ()> + Send;
+    /// Closes the link.
+    fn close(self) -> impl Future<Output = ()> + Send;
+}
+
+/// Starts the task that drives `link` and returns its [`Subscription`].
+pub(crate) fn spawn_consumer<L: ConsumerLink>(link: L, address: &str) -> Subscription {
+    let (out_tx, out_rx) = mpsc::unbounded_channel();
+    let (ctl_tx, ctl_rx) = mpsc::channel(1);
+    tokio::spawn(drive(link, out_tx, ctl_rx, address.to_owned()));
+    Subscription::new(out_rx, ctl_tx, address.to_owned())
+}
+
+/// Owns one consumer link: forwards deliveries, applies settlements, stops the flow on pause, and closes the
+/// link once its subscription is gone and every delivery it handed out is settled or dropped.
+async fn drive<L: ConsumerLink>(
+    mut link: L,
+    out: mpsc::UnboundedSender<Delivery>,
+    mut control: mpsc::Receiver<Control>,
+    address: String,
+) {
+    let (settle_tx, mut settle_rx) = mpsc::unbounded_channel::<SettleCommand>();
+    let mut pending: HashMap<u64, L::Handle> = HashMap::new();
+    let mut next_token = 0u64;
+    let mut flowing = true;
+    let mut subscribed = true;
+    loop {
+        if !subscribed && pending.is_empty() {
+            break;
+        }
+        tokio::select! {
+            biased;
+            Some(cmd) = settle_rx.recv() => {
+                let result = match pending.remove(&cmd.token) {
+                    Some(handle) => link.settle(handle, &cmd.settlement).await,
+                    None => Err(TransportError::Lost("delivery already settled".into())),
+                };
+                if let Err(e) = &result {
+                    tracing::warn!(%address, error = %e, settlement = ?cmd.settlement, "settlement failed");
+                }
+                if let Some(done) = cmd.done {
+                    let _ = done.send(result);
+                }
+            }
+            ctl = control.recv(), if subscribed => {
+                if flowing {
+                    link.stop_flow().await;
+                    flowing = false;
+                }
+                match ctl {
+                    Some(Control::Pause(ack)) => { let _ = ack.send(()); }
+                    None => subscribed = false,
+                }
+            }
+            event = link.recv(), if flowing => match event {
+                LinkEvent::Message(message, handle) => {
+                    next_token += 1;
+                    pending.insert(next_token, handle);
+                    // If nobody takes it, dropping it queues a Release for this loop to apply.
+                    let _ = out.send(Delivery::new(message, next_token, settle_tx.clone()));
+                }
+                LinkEvent::Skip => {}
+                LinkEvent::Paused => flowing = false,
+                LinkEvent::Ended(reason) => {
+                    tracing::warn!(%address, %reason, "consumer link ended");
+                    return;
+                }
+            },
+        }
+    }
+    link.close().await;
 }
