@@ -121,9 +121,8 @@ pub struct ContainerSignArgs {
         long = "log-level",
         value_enum,
         ignore_case = true,
-        default_value = "INFO"
     )]
-    pub log_level: LogLevel,
+    pub log_level: Option<LogLevel>,
     /// Signer type: one message per reference × key, or batches (`msg_batch_signer`, `chunk_size`).
     #[arg(long = "signer-type", value_enum, default_value = "single")]
     pub signer_type: SignerType,
@@ -160,9 +159,8 @@ pub struct RequesterArgs {
         long = "log-level",
         value_enum,
         ignore_case = true,
-        default_value = "INFO"
     )]
-    pub log_level: LogLevel,
+    pub log_level: Option<LogLevel>,
 }
 
 /// `msg-clear-sign`, flag for flag pubtools-sign's.
@@ -399,8 +397,10 @@ async fn wait_for_signal() {
     tokio::select! { _ = term.recv() => {}, _ = int.recv() => {} }
 }
 
-fn requester_logging(level: LogLevel) {
-    let f = match level {
+/// Starts logging for a requester command: `--log-level` if given, else the config file's `log_level`, else INFO.
+fn requester_logging(flag: Option<LogLevel>, config: Option<&str>) {
+    let from_config = config.and_then(|c| LogLevel::from_str(c, true).ok());
+    let f = match flag.or(from_config).unwrap_or(LogLevel::Info) {
         LogLevel::Debug => "debug",
         LogLevel::Info => "info",
         LogLevel::Warning => "warn",
@@ -578,9 +578,9 @@ fn publish_signatures(dir: &std::path::Path, ex: &requester::Exchange) -> i32 {
 }
 
 async fn container_sign(a: ContainerSignArgs) -> Result<i32> {
-    requester_logging(a.log_level);
     let batch = a.signer_type == SignerType::Batch;
     let (cfg, creator) = load_section(a.config_file.as_deref(), batch, a.requester.as_deref())?;
+    requester_logging(a.log_level, cfg.log_level.as_deref());
     let input = ContainerSignInput {
         digests: a.digest.clone(),
         references: a.reference.clone(),
@@ -631,8 +631,8 @@ async fn container_sign(a: ContainerSignArgs) -> Result<i32> {
 
 async fn clear_sign(a: ClearSignArgs) -> Result<i32> {
     let c = &a.common;
-    requester_logging(c.log_level);
     let (cfg, creator) = load_section(c.config_file.as_deref(), false, c.requester.as_deref())?;
+    requester_logging(c.log_level, cfg.log_level.as_deref());
     let mut texts = Vec::new();
     for input in &a.inputs {
         match input.strip_prefix('@') {
@@ -661,11 +661,11 @@ async fn clear_sign(a: ClearSignArgs) -> Result<i32> {
 
 async fn blob_sign(a: BlobSignArgs) -> Result<i32> {
     let c = &a.common;
-    requester_logging(c.log_level);
     if a.signer_type == SignerType::Batch {
         bail!("the batch signer does not support blob signing (as in pubtools-sign); use --signer-type single");
     }
     let (cfg, creator) = load_section(c.config_file.as_deref(), false, c.requester.as_deref())?;
+    requester_logging(c.log_level, cfg.log_level.as_deref());
     let mut blobs = Vec::new();
     for path in &a.blob_file {
         blobs.push(std::fs::read(path).with_context(|| format!("reading --blob-file {path}"))?);
