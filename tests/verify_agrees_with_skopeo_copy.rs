@@ -2,8 +2,9 @@
 //! loopback), signed through the bus by a real signbus server, published with `signbus publish` into a file://
 //! lookaside that a registries.d file names for the registry's host:port. Then `skopeo copy` under a
 //! signedBy policy and `signbus verify` under the same policy and registries.d must reach the same verdict:
-//! both accept the good signature, and both refuse a removed signature, a tampered one, one made by an
-//! untrusted key and one for another identity.
+//! both accept the good signature (also stored uncompressed, and also as signature-2 after an untrusted
+//! signature-1), and both refuse a removed signature, a garbled one, a tampered one, one made by an untrusted
+//! key and one for another identity, each for that case's reason.
 
 mod common;
 mod registry_support;
