@@ -117,11 +117,7 @@ pub struct ContainerSignArgs {
     #[arg(long)]
     pub raw: bool,
     /// Log level.
-    #[arg(
-        long = "log-level",
-        value_enum,
-        ignore_case = true,
-    )]
+    #[arg(long = "log-level", value_enum, ignore_case = true)]
     pub log_level: Option<LogLevel>,
     /// Signer type: one message per reference × key, or batches (`msg_batch_signer`, `chunk_size`).
     #[arg(long = "signer-type", value_enum, default_value = "single")]
@@ -155,11 +151,7 @@ pub struct RequesterArgs {
     #[arg(long)]
     pub raw: bool,
     /// Log level.
-    #[arg(
-        long = "log-level",
-        value_enum,
-        ignore_case = true,
-    )]
+    #[arg(long = "log-level", value_enum, ignore_case = true)]
     pub log_level: Option<LogLevel>,
 }
 
