@@ -401,16 +401,31 @@ fn requester_logging(flag: Option<LogLevel>, config: Option<&str>) {
     init_logging(f, false);
 }
 
-fn broker_config(urls: &[String]) -> transport::BrokerConfig {
+fn broker_config(cfg: &requester::MsgSignerConfig) -> transport::BrokerConfig {
+    let urls = &cfg.messaging_brokers;
     // pubtools-sign's file has no SASL setting; SIGNBUS_SASL (none|anonymous|plain) chooses, ANONYMOUS by default.
     let sasl = match std::env::var("SIGNBUS_SASL").ok().as_deref() {
         Some("none") => Sasl::None,
         Some("plain") => Sasl::Plain,
         _ => Sasl::Anonymous,
     };
+    // Likewise SIGNBUS_PROTOCOL (amqp1|amqp091) chooses the protocol; by default the URL scheme decides
+    // (`amqp091://` means AMQP 0-9-1).
+    let protocol = match std::env::var("SIGNBUS_PROTOCOL").ok().as_deref() {
+        Some("amqp091") => transport::Protocol::Amqp091,
+        Some("amqp1") => transport::Protocol::Amqp1,
+        _ => transport::Protocol::Auto,
+    };
+    // TLS (amqps://) as pubtools-sign does it: trust messaging_ca_cert, present messaging_cert_key.
+    let tls = transport::tls::TlsConfig {
+        ca_cert: Some(expand_home(&cfg.messaging_ca_cert)).filter(|p| p.exists()),
+        cert_key: Some(expand_home(&cfg.messaging_cert_key)).filter(|p| p.exists()),
+    };
     transport::BrokerConfig {
         urls: urls.to_vec(),
+        protocol,
         sasl,
+        tls,
         ..Default::default()
     }
 }
@@ -463,11 +478,9 @@ async fn exchange_and_print(
     let vars = requester::template_vars(cfg, creator, &common.task_id, common.requester.as_deref());
     let listen = requester::format_address(&cfg.topic_listen_to, &vars)?;
     let id = format!("signbus-requester-{}", uuid::Uuid::new_v4());
-    let transport = transport::connect(&broker_config(&cfg.messaging_brokers), &id)
-        .await
-        .context(
-            "connecting to messaging_brokers (is the broker up, and are the URLs and ports right?)",
-        )?;
+    let transport = transport::connect(&broker_config(cfg), &id).await.context(
+        "connecting to messaging_brokers (is the broker up, and are the URLs and ports right?)",
+    )?;
     tracing::info!(requests = requests.len(), listen = %listen, "signing");
     let retry = Retry::from_config(cfg);
     let bar = {

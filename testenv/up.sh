@@ -20,6 +20,7 @@ TLS_DIR=$RUN_DIR/tls
 KEYS_DIR=$RUN_DIR/keys
 
 AMQP_PORT=${SIGNBUS_AMQP_PORT:-5672}
+AMQPS_PORT=${SIGNBUS_AMQPS_PORT:-5671}
 MGMT_PORT=${SIGNBUS_MGMT_PORT:-15672}
 RELAY_PORT=${SIGNBUS_RELAY_PORT:-5670}
 METRICS_PORT=${SIGNBUS_METRICS_PORT:-9464}   # the demo server's /metrics, /healthz, /readyz
@@ -30,6 +31,7 @@ READY_TIMEOUT=${SIGNBUS_READY_TIMEOUT:-60}
 PIN_VERSION=${SIGNBUS_RABBITMQ_VERSION:-}
 
 AMQP_URL=amqp://127.0.0.1:$AMQP_PORT
+AMQPS_URL=amqps://localhost:$AMQPS_PORT
 MGMT_URL=http://127.0.0.1:$MGMT_PORT
 RELAY_URL=amqp://127.0.0.1:$RELAY_PORT
 METRICS_URL=http://127.0.0.1:$METRICS_PORT
@@ -164,8 +166,22 @@ tail_log() { [ -f "$1" ] && tail -n "${2:-60}" "$1" | sed 's/^/    | /' >&2 || t
 # --------------------------------------------------------------------------
 # 3. TLS files (not used on amqp:// but pubtools-sign reads CN from them)
 # --------------------------------------------------------------------------
+ensure_server_cert() { # broker certificate for the amqps:// listener, signed by the same throwaway CA
+    [ -s "$TLS_DIR/server.crt" ] && [ -s "$TLS_DIR/server.key" ] && return 0
+    log "generating broker certificate (localhost, 127.0.0.1)"
+    (
+        cd "$TLS_DIR"
+        openssl req -newkey rsa:2048 -nodes -sha256 -subj "/CN=localhost" \
+            -keyout server.key -out server.csr 2>/dev/null
+        printf 'basicConstraints=CA:FALSE\nkeyUsage=digitalSignature,keyEncipherment\nextendedKeyUsage=serverAuth\nsubjectAltName=DNS:localhost,IP:127.0.0.1\n' >server.ext
+        openssl x509 -req -in server.csr -CA ca.pem -CAkey ca.key -CAcreateserial \
+            -days 3650 -sha256 -extfile server.ext -out server.crt 2>/dev/null
+        rm -f server.csr server.ext
+    )
+}
+
 ensure_tls() {
-    [ -s "$TLS_DIR/client.pem" ] && [ -s "$TLS_DIR/ca.pem" ] && return 0
+    if [ -s "$TLS_DIR/client.pem" ] && [ -s "$TLS_DIR/ca.pem" ]; then ensure_server_cert; return 0; fi
     log "generating throwaway CA and client certificate (CN=signbus-test)"
     rm -rf "$TLS_DIR"; mkdir -p "$TLS_DIR"; chmod 700 "$TLS_DIR"
     (
@@ -182,6 +198,7 @@ ensure_tls() {
         mv client.pem.tmp client.pem
         rm -f client.csr client.ext
     )
+    ensure_server_cert
 }
 
 # --------------------------------------------------------------------------
@@ -288,6 +305,13 @@ write_rabbitmq_etc() {
 # Written by testenv/up.sh on every broker start. Do not edit.
 # Loopback only.
 listeners.tcp.1 = 127.0.0.1:$AMQP_PORT
+# TLS (amqps://) with the throwaway CA; client certificates are checked when presented.
+listeners.ssl.1 = 127.0.0.1:$AMQPS_PORT
+ssl_options.cacertfile = /etc/rabbitmq/tls/ca.pem
+ssl_options.certfile = /etc/rabbitmq/tls/server.crt
+ssl_options.keyfile = /etc/rabbitmq/tls/server.key
+ssl_options.verify = verify_peer
+ssl_options.fail_if_no_peer_cert = false
 management.tcp.ip = 127.0.0.1
 management.tcp.port = $MGMT_PORT
 
@@ -316,6 +340,9 @@ log.file = false
 collect_statistics_interval = 1000
 EOF
     mv "$etc/rabbitmq.conf.tmp" "$etc/rabbitmq.conf"
+    mkdir -p "$etc/tls"
+    cp "$TLS_DIR/ca.pem" "$TLS_DIR/server.crt" "$TLS_DIR/server.key" "$etc/tls/"
+    chmod 755 "$etc/tls"; chmod 644 "$etc/tls/"*
     cp "$TESTENV_DIR/compose/enabled_plugins" "$etc/enabled_plugins"
     cp "$TESTENV_DIR/compose/definitions.json" "$etc/definitions.json"
     : >"$etc/rabbitmq-env.conf"
@@ -393,7 +420,7 @@ PY
 
 start_broker() {
     local p
-    for p in "$AMQP_PORT" "$MGMT_PORT" "$DIST_PORT"; do
+    for p in "$AMQP_PORT" "$AMQPS_PORT" "$MGMT_PORT" "$DIST_PORT"; do
         port_open "$p" && die "port 127.0.0.1:$p is already in use by something else (another broker? run testenv/down.sh, or set SIGNBUS_AMQP_PORT/SIGNBUS_MGMT_PORT)"
     done
     mkdir -p "$CHROOT" "$STATE"
@@ -426,6 +453,7 @@ start_broker() {
 
 broker_ready() {
     port_open "$AMQP_PORT" || return 1
+    port_open "$AMQPS_PORT" || return 1
     local code
     code=$(curl -s -o /dev/null -w '%{http_code}' --max-time 3 -u guest:guest \
         "$MGMT_URL/api/queues/%2F/signbus.requests" 2>/dev/null) || return 1
@@ -554,6 +582,7 @@ main() {
         printf 'export SIGNBUS_TEST_KEY=%q\n' "$KEY_ED"
         printf 'export SIGNBUS_TEST_KEY_RSA=%q\n' "$KEY_RSA"
         printf 'export SIGNBUS_AMQP_URL=%q\n' "$AMQP_URL"
+        printf 'export SIGNBUS_AMQPS_URL=%q\n' "$AMQPS_URL"
         printf 'export SIGNBUS_MGMT_URL=%q\n' "$MGMT_URL"
         printf 'export SIGNBUS_RELAY_URL=%q\n' "$RELAY_URL"
         printf 'export SIGNBUS_METRICS_URL=%q\n' "$METRICS_URL"

@@ -47,6 +47,13 @@ fn json_raw_and_symlinked_invocations_sign_and_exit_zero() {
     args.extend(common_args(false));
     let (code, stdout, stderr) = run_cmd(&bin, &args);
     assert_eq!(code, 0, "{stderr}\n{}", bed.logs());
+    // The requester spoke the protocol this run of the suite asked for (SIGNBUS_PROTOCOL, set by run_cmd).
+    let spoken = if requester_protocol() == "amqp091" {
+        "connected (AMQP 0-9-1)"
+    } else {
+        "connected (AMQP 1.0)"
+    };
+    assert!(stderr.contains(spoken), "{stderr}");
     assert!(stdout.starts_with(r#"{"signer_result": {"status": "ok", "error_message": ""}, "operation_results": [[{"msg": {"sig_key_id": ""#), "{stdout}");
     let v: Value = serde_json::from_str(&stdout).unwrap();
     let results = v["operation_results"].as_array().unwrap();

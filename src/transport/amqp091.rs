@@ -54,6 +54,11 @@ impl Amqp091 {
     pub async fn connect(cfg: &BrokerConfig, container_id: &str) -> Result<Self, TransportError> {
         let mut last = String::new();
         for url in &cfg.urls {
+            if url.starts_with("amqps") {
+                last = "amqps091:// (TLS) is not supported over AMQP 0-9-1 yet; use AMQP 1.0 (amqps://) for TLS".into();
+                tracing::warn!(broker = %super::amqp1::redact(url), error = %last, "broker connection failed");
+                continue;
+            }
             let props = ConnectionProperties::default().with_connection_name(container_id.into());
             let attempt = async {
                 let connection = Connection::connect(&lapin_uri(url, cfg), props)

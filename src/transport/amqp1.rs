@@ -99,6 +99,31 @@ impl BrokerUrl {
     }
 }
 
+/// Opens an AMQP connection (SASL as `profile` says) over an established stream, within the connect timeout.
+async fn open<Io>(
+    container_id: &str,
+    host: &str,
+    profile: Option<SaslProfile>,
+    stream: Io,
+) -> Result<ConnectionHandle<()>, String>
+where
+    Io: tokio::io::AsyncRead + tokio::io::AsyncWrite + std::fmt::Debug + Send + Unpin + 'static,
+{
+    let builder = Connection::builder()
+        .container_id(container_id)
+        .hostname(host);
+    let opening = async {
+        match profile {
+            Some(p) => builder.sasl_profile(p).open_with_stream(stream).await,
+            None => builder.open_with_stream(stream).await,
+        }
+    };
+    tokio::time::timeout(CONNECT_TIMEOUT, opening)
+        .await
+        .map_err(|_| format!("AMQP open timed out after {CONNECT_TIMEOUT:?}"))?
+        .map_err(|e| format!("AMQP open: {e}"))
+}
+
 /// A URL with any password replaced, for messages and logs.
 pub fn redact(url: &str) -> String {
     match url::Url::parse(url) {
@@ -150,9 +175,6 @@ impl Engine {
         url: &BrokerUrl,
         container_id: &str,
     ) -> Result<Self, String> {
-        if url.scheme == "amqps" {
-            return Err("amqps:// (TLS) is not supported by this build yet".into());
-        }
         let stream = tokio::time::timeout(
             CONNECT_TIMEOUT,
             TcpStream::connect((url.host.as_str(), url.port)),
@@ -175,17 +197,17 @@ impl Engine {
             (None, Sasl::Anonymous) => Some(SaslProfile::Anonymous),
             (None, Sasl::None) => None,
         };
-        let builder = Connection::builder()
-            .container_id(container_id)
-            .hostname(url.host.as_str());
-        let opening = match profile {
-            Some(p) => builder.sasl_profile(p).open_with_stream(stream).await,
-            None => builder.open_with_stream(stream).await,
+        let mut connection = if url.scheme == "amqps" {
+            let connector = super::tls::connector(&cfg.tls)?;
+            let name = super::tls::server_name(&url.host)?;
+            let tls = tokio::time::timeout(CONNECT_TIMEOUT, connector.connect(name, stream))
+                .await
+                .map_err(|_| format!("TLS handshake timed out after {CONNECT_TIMEOUT:?}"))?
+                .map_err(|e| format!("TLS handshake: {e}"))?;
+            open(container_id, &url.host, profile, tls).await?
+        } else {
+            open(container_id, &url.host, profile, stream).await?
         };
-        let mut connection = tokio::time::timeout(CONNECT_TIMEOUT, async { opening })
-            .await
-            .map_err(|_| "AMQP open timed out".to_owned())?
-            .map_err(|e| format!("AMQP open: {e}"))?;
         let mut session = Session::begin(&mut connection)
             .await
             .map_err(|e| format!("AMQP begin session: {e}"))?;

@@ -9,6 +9,7 @@ pub mod address;
 pub mod amqp091;
 pub mod amqp1;
 mod delivery;
+pub mod tls;
 
 pub use delivery::{Delivery, Settlement, Subscription};
 
@@ -166,6 +167,9 @@ pub struct BrokerConfig {
     /// Password for PLAIN. Never logged.
     #[serde(default, skip_serializing)]
     pub password: Option<String>,
+    /// TLS settings for `amqps://` URLs (CA bundle, client certificate).
+    #[serde(default)]
+    pub tls: tls::TlsConfig,
     /// Seconds to wait for the broker to settle a published message.
     #[serde(default = "default_publish_timeout")]
     pub publish_timeout_secs: u64,
@@ -180,6 +184,7 @@ impl Default for BrokerConfig {
         BrokerConfig {
             urls: Vec::new(),
             protocol: Protocol::default(),
+            tls: tls::TlsConfig::default(),
             sasl: Sasl::default(),
             username: None,
             password: None,
@@ -285,6 +290,7 @@ impl std::fmt::Debug for BrokerConfig {
         f.debug_struct("BrokerConfig")
             .field("urls", &urls)
             .field("protocol", &self.protocol)
+            .field("tls", &self.tls)
             .field("sasl", &self.sasl)
             .field("username", &self.username)
             .field("password", &self.password.as_ref().map(|_| "***"))
