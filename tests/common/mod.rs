@@ -460,7 +460,9 @@ pub async fn connect(env: &Env, name: &str) -> signbus::transport::Broker {
 
 /// Runs a program; returns (exit code, stdout, stderr).
 pub fn run_cmd(program: &std::path::Path, args: &[&str]) -> (i32, String, String) {
+    // signbus requester commands speak this run's requester protocol; other programs ignore the variable.
     let out = Command::new(program)
+        .env("SIGNBUS_PROTOCOL", requester_protocol())
         .args(args)
         .output()
         .unwrap_or_else(|e| panic!("run {}: {e}", program.display()));
