@@ -92,33 +92,17 @@ pub enum SignerType {
 /// `msg-container-sign`, flag for flag pubtools-sign's.
 #[derive(Debug, Args)]
 pub struct ContainerSignArgs {
-    /// Key to sign with: fingerprint (its last 8 characters are sent) or an alias from key_aliases. Repeatable.
-    #[arg(long = "signing-key", required = true)]
-    pub signing_key: Vec<String>,
+    #[command(flatten)]
+    pub common: RequesterArgs,
     /// Key name sent beside each --signing-key (same order). Repeatable.
     #[arg(long = "signing-key-name")]
     pub signing_key_name: Vec<String>,
-    /// Task id identifier (usually pub task-id).
-    #[arg(long = "task-id", required = true)]
-    pub task_id: String,
-    /// Path to the config file.
-    #[arg(long = "config-file")]
-    pub config_file: Option<String>,
     /// Manifest digest to sign, paired with --reference. Repeatable.
     #[arg(long, required = true)]
     pub digest: Vec<String>,
     /// Image reference to sign, paired with --digest. Repeatable.
     #[arg(long, required = true)]
     pub reference: Vec<String>,
-    /// Use this requester instead of the certificate's CN.
-    #[arg(long)]
-    pub requester: Option<String>,
-    /// Print one signed claim per line instead of JSON.
-    #[arg(long)]
-    pub raw: bool,
-    /// Log level.
-    #[arg(long = "log-level", value_enum, ignore_case = true)]
-    pub log_level: Option<LogLevel>,
     /// Signer type: one message per reference × key, or batches (`msg_batch_signer`, `chunk_size`).
     #[arg(long = "signer-type", value_enum, default_value = "single")]
     pub signer_type: SignerType,
@@ -583,16 +567,17 @@ fn publish_signatures(dir: &std::path::Path, ex: &requester::Exchange) -> i32 {
 }
 
 async fn container_sign(a: ContainerSignArgs) -> Result<i32> {
+    let c = &a.common;
     let batch = a.signer_type == SignerType::Batch;
-    let (cfg, creator) = load_section(a.config_file.as_deref(), batch, a.requester.as_deref())?;
-    requester_logging(a.log_level, cfg.log_level.as_deref());
+    let (cfg, creator) = load_section(c.config_file.as_deref(), batch, c.requester.as_deref())?;
+    requester_logging(c.log_level, cfg.log_level.as_deref());
     let input = ContainerSignInput {
         digests: a.digest.clone(),
         references: a.reference.clone(),
-        signing_keys: a.signing_key.clone(),
+        signing_keys: c.signing_key.clone(),
         signing_key_names: a.signing_key_name.clone(),
-        task_id: a.task_id.clone(),
-        requester: a.requester.clone(),
+        task_id: c.task_id.clone(),
+        requester: c.requester.clone(),
     };
     let requests = if batch {
         requester::prepare_batch(&cfg, &creator, &input)?
@@ -603,18 +588,10 @@ async fn container_sign(a: ContainerSignArgs) -> Result<i32> {
         "digests": a.digest,
         "references": a.reference,
         "signing_key_names": a.signing_key_name,
-        "signing_keys": a.signing_key,
-        "task_id": a.task_id,
-        "requester": a.requester,
+        "signing_keys": c.signing_key,
+        "task_id": c.task_id,
+        "requester": c.requester,
     });
-    let common = RequesterArgs {
-        signing_key: a.signing_key,
-        task_id: a.task_id,
-        config_file: a.config_file,
-        requester: a.requester,
-        raw: a.raw,
-        log_level: a.log_level,
-    };
     let publish_to = a.publish.then(|| {
         crate::cli_verify::user_or_system(
             a.registries_d.clone(),
@@ -625,7 +602,7 @@ async fn container_sign(a: ContainerSignArgs) -> Result<i32> {
     exchange_and_print(
         &cfg,
         &creator,
-        &common,
+        c,
         requests,
         operation,
         "signed_claim",

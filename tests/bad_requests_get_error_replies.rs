@@ -7,7 +7,6 @@ use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
 use common::*;
 use serde_json::{json, Map, Value};
-use signbus::transport::{self, BrokerConfig, OutgoingMessage, Settlement, Transport};
 use std::time::Duration;
 
 const DIGEST: &str = "sha256:5feceb66ffc86f38d952786c6d696c79c2dbc239dd4e91b46729d73a27fb57e9";
@@ -108,43 +107,22 @@ async fn each_bad_request_gets_an_error_reply_naming_the_problem_and_no_signatur
     // A good one in the same batch proves the error replies are not a broken server.
     let control = request(&task, "r-good", short, &good, "ns/repo", DIGEST);
 
-    let conn = transport::connect(
-        &BrokerConfig {
-            urls: vec![env.amqp_url().into()],
-            ..Default::default()
-        },
-        "bad-req",
-    )
-    .await
-    .unwrap();
-    let mut replies = conn
-        .subscribe(&format!("/topic/signbus.reply.tester.{task}"), 100)
-        .await
-        .unwrap();
+    let mut client = RawClient::open(env, &task).await;
+    let address = format!("/queues/{queue}");
     for (_, (body, props), _) in
         cases
             .iter()
             .chain(std::iter::once(&("control", control.clone(), "")))
     {
-        conn.publish(OutgoingMessage {
-            address: format!("/queues/{queue}"),
-            body: Value::Object(body.clone()).to_string(),
-            properties: props.clone(),
-            ..Default::default()
-        })
-        .await
-        .unwrap();
+        client
+            .send(
+                &address,
+                Value::Object(body.clone()).to_string(),
+                &Value::Object(props.clone()),
+            )
+            .await;
     }
-    let mut got = std::collections::HashMap::new();
-    while got.len() < cases.len() + 1 {
-        let d = tokio::time::timeout(Duration::from_secs(20), replies.next())
-            .await
-            .unwrap_or_else(|_| panic!("only {} replies; server log:\n{}", got.len(), bed.logs()))
-            .unwrap();
-        let v: Value = serde_json::from_slice(&d.message().body).unwrap();
-        d.settle(Settlement::Accept).await.unwrap();
-        got.insert(v["msg"]["request_id"].as_str().unwrap().to_owned(), v);
-    }
+    let got = client.replies(cases.len() + 1, || bed.logs()).await;
     for (name, (body, _), needle) in &cases {
         let reply = &got[body["request_id"].as_str().unwrap()];
         let errors = reply["msg"]["errors"].as_array().unwrap();
@@ -173,35 +151,23 @@ async fn each_bad_request_gets_an_error_reply_naming_the_problem_and_no_signatur
     assert!(ok["msg"]["signed_claim"]
         .as_str()
         .is_some_and(|s| !s.is_empty()));
-    conn.close().await;
+    client.close().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn unanswerable_messages_are_dead_lettered_not_dropped() {
     let bed = Bed::start("dlq", "");
     let (env, queue) = (&bed.env, &bed.queue);
-    let conn = transport::connect(
-        &BrokerConfig {
-            urls: vec![env.amqp_url().into()],
-            ..Default::default()
-        },
-        "dlq",
-    )
-    .await
-    .unwrap();
+    let client = RawClient::open(env, &unique("dlq-task")).await;
     let bodies = [
         "this is not json".to_owned(),
         r#"{"no": "request id"}"#.to_owned(),
         r#"{"request_id": "x", "requested_by": "a/../b", "pub_task_id": "1"}"#.to_owned(),
     ];
     for b in &bodies {
-        conn.publish(OutgoingMessage {
-            address: format!("/queues/{queue}"),
-            body: b.clone(),
-            ..Default::default()
-        })
-        .await
-        .unwrap();
+        client
+            .send(&format!("/queues/{queue}"), b.clone(), &json!({}))
+            .await;
     }
     // Read the dead-letter queue through the management API: dead-lettered messages carry x-opt-deaths
     // annotations, and the point here is only that the broker holds every one of them.
@@ -244,5 +210,5 @@ async fn unanswerable_messages_are_dead_lettered_not_dropped() {
             && logs.contains("cannot be used in a reply address"),
         "{logs}"
     );
-    conn.close().await;
+    client.close().await;
 }

@@ -7,7 +7,6 @@ use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
 use common::*;
 use serde_json::{json, Value};
-use signbus::transport::{OutgoingMessage, Settlement, Transport};
 use std::time::Duration;
 
 #[test]
@@ -230,25 +229,13 @@ async fn one_bad_claim_fails_only_itself_in_a_batch() {
         "request_id": "batch-1", "created": "2026-11-27T09:05:57.057454Z", "requested_by": "tester", "pipeline_run_id": task,
     });
     let props = json!({"service": "pubtools-sign", "environment": "test", "owner_id": "tester", "mtype": "batch", "source": "metadata", "pipeline_run_id": task});
-    let conn = connect(env, "batch-bad").await;
-    let mut replies = conn
-        .subscribe(&format!("/topic/signbus.reply.tester.{task}"), 10)
-        .await
-        .unwrap();
-    conn.publish(OutgoingMessage {
-        address: format!("/queues/{}", bed.queue),
-        body: body.to_string(),
-        properties: props.as_object().unwrap().clone(),
-        ..Default::default()
-    })
-    .await
-    .unwrap();
-    let d = tokio::time::timeout(Duration::from_secs(20), replies.next())
-        .await
-        .expect("a reply")
-        .unwrap();
-    let v: Value = serde_json::from_slice(&d.message().body).unwrap();
-    d.settle(Settlement::Accept).await.unwrap();
+    let mut client = RawClient::open(env, &task).await;
+    client
+        .send(&format!("/queues/{}", bed.queue), body.to_string(), &props)
+        .await;
+    let v = client
+        .next_reply(Duration::from_secs(20), || bed.logs())
+        .await;
     let sigs = v["msg"]["signatures"].as_array().unwrap();
     assert_eq!(sigs.len(), 4);
     assert!(sigs[0]["signed_claim"].is_string() && sigs[0]["errors"] == json!([]));
@@ -284,7 +271,7 @@ async fn one_bad_claim_fails_only_itself_in_a_batch() {
             .unwrap(),
     )
     .unwrap();
-    conn.close().await;
+    client.close().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -344,31 +331,13 @@ async fn malformed_requests_of_every_type_get_errors_naming_the_field() {
             "manifest_digest",
         ),
     ];
-    let conn = connect(env, "neg").await;
-    let mut replies = conn
-        .subscribe(&format!("/topic/signbus.reply.tester.{task}"), 20)
-        .await
-        .unwrap();
+    let mut client = RawClient::open(env, &task).await;
     for ((body, props), _, _) in &cases {
-        conn.publish(OutgoingMessage {
-            address: format!("/queues/{}", bed.queue),
-            body: body.to_string(),
-            properties: props.as_object().unwrap().clone(),
-            ..Default::default()
-        })
-        .await
-        .unwrap();
+        client
+            .send(&format!("/queues/{}", bed.queue), body.to_string(), props)
+            .await;
     }
-    let mut got = std::collections::HashMap::new();
-    while got.len() < cases.len() {
-        let d = tokio::time::timeout(Duration::from_secs(20), replies.next())
-            .await
-            .unwrap_or_else(|_| panic!("{} replies; log:\n{}", got.len(), bed.logs()))
-            .unwrap();
-        let v: Value = serde_json::from_slice(&d.message().body).unwrap();
-        d.settle(Settlement::Accept).await.unwrap();
-        got.insert(v["msg"]["request_id"].as_str().unwrap().to_owned(), v);
-    }
+    let got = client.replies(cases.len(), || bed.logs()).await;
     for ((body, _), field, needle) in &cases {
         let id = body["request_id"].as_str().unwrap();
         let msg = &got[id]["msg"];
@@ -388,5 +357,5 @@ async fn malformed_requests_of_every_type_get_errors_naming_the_field() {
             "{id}: a failed request carries no signature"
         );
     }
-    conn.close().await;
+    client.close().await;
 }

@@ -8,7 +8,7 @@ use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
 use common::*;
 use serde_json::{json, Value};
-use signbus::transport::{self, BrokerConfig, OutgoingMessage, Settlement, Transport};
+use signbus::transport::{OutgoingMessage, Settlement, Transport};
 use std::time::{Duration, Instant};
 
 const DIGEST: &str = "sha256:5feceb66ffc86f38d952786c6d696c79c2dbc239dd4e91b46729d73a27fb57e9";
@@ -42,15 +42,7 @@ async fn reply_and_log_lines_continue_the_requests_trace() {
         "mtype": "container_signature", "pub_task_id": task, "manifest_digest": DIGEST,
         "traceparent": format!("00-{TRACE}-{PARENT}-01"),
     });
-    let conn = transport::connect(
-        &BrokerConfig {
-            urls: vec![env.amqp_url().into()],
-            ..Default::default()
-        },
-        "trace-test",
-    )
-    .await
-    .unwrap();
+    let conn = connect(&env, "trace-test").await;
     let mut replies = conn
         .subscribe(&format!("/topic/signbus.reply.tracer.{task}"), 10)
         .await

@@ -8,7 +8,7 @@ use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
 use common::*;
 use serde_json::{json, Map, Value};
-use signbus::transport::{self, BrokerConfig, OutgoingMessage, Settlement, Transport};
+
 use std::collections::HashSet;
 use std::time::{Duration, Instant};
 
@@ -57,53 +57,36 @@ async fn metrics_match_what_was_sent_and_readyz_is_200_while_consuming() {
     body.remove("claim_file"); // schema
     messages.push((body, props));
 
-    let conn = transport::connect(
-        &BrokerConfig {
-            urls: vec![bed.env.amqp_url().into()],
-            ..Default::default()
-        },
-        "metrics-test",
-    )
-    .await
-    .unwrap();
-    let mut replies = conn
-        .subscribe(&format!("/topic/signbus.reply.tester.{task}"), 100)
-        .await
-        .unwrap();
+    let mut client = RawClient::open(&bed.env, &task).await;
     let address = format!("/queues/{}", bed.queue);
     for (body, properties) in &messages {
-        conn.publish(OutgoingMessage {
-            address: address.clone(),
-            body: Value::Object(body.clone()).to_string(),
-            properties: properties.clone(),
-            ..Default::default()
-        })
-        .await
-        .unwrap();
+        client
+            .send(
+                &address,
+                Value::Object(body.clone()).to_string(),
+                &Value::Object(properties.clone()),
+            )
+            .await;
     }
     // One message nobody can answer: dead-lettered.
-    conn.publish(OutgoingMessage {
-        address: address.clone(),
-        body: "not json".into(),
-        properties: Map::from_iter([("mtype".into(), "container_signature".into())]),
-        ..Default::default()
-    })
-    .await
-    .unwrap();
+    client
+        .send(
+            &address,
+            "not json".into(),
+            &serde_json::json!({"mtype": "container_signature"}),
+        )
+        .await;
 
     let mut seen = HashSet::new();
     while seen.len() < messages.len() {
-        let d = tokio::time::timeout(Duration::from_secs(30), replies.next())
-            .await
-            .expect("a reply within 30 s")
-            .expect("reply link open");
-        let v: Value = serde_json::from_slice(&d.message().body).unwrap();
-        d.settle(Settlement::Accept).await.unwrap();
+        let v = client
+            .next_reply(Duration::from_secs(30), || bed.logs())
+            .await;
         seen.insert(v["msg"]["request_id"].as_str().unwrap().to_owned());
         // /readyz stays 200 while the server is busy consuming.
         assert_eq!(server.http_get("/readyz").0, 200);
     }
-    conn.close().await;
+    client.close().await;
 
     // The server counts a request once the broker settled it, just after the reply went out: wait for all 24.
     let started = Instant::now();

@@ -6,7 +6,6 @@ mod common;
 
 use common::*;
 use serde_json::Value;
-use signbus::transport::{OutgoingMessage, Settlement, Transport};
 use std::time::Duration;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -47,30 +46,18 @@ async fn topology_is_declared_over_amqp091_and_refused_over_amqp1() {
     );
 
     // A request published to the bound topic reaches the server; a bad one ends in the dead-letter queue.
-    let conn = connect(&env, "topo").await;
     let task = unique("t");
-    let mut replies = conn
-        .subscribe(&format!("/topic/signbus.reply.tester.{task}"), 10)
-        .await
-        .unwrap();
+    let mut client = RawClient::open(&env, &task).await;
     let body = serde_json::json!({"request_id": "r1", "requested_by": "tester", "pub_task_id": task, "sig_key_id": "x"});
     let props = serde_json::json!({"mtype": "clearsign_signature", "pub_task_id": task});
     for text in [body.to_string(), "not json".to_owned()] {
-        conn.publish(OutgoingMessage {
-            address: format!("/exchanges/amq.topic/{rk}"),
-            body: text,
-            properties: props.as_object().unwrap().clone(),
-            ..Default::default()
-        })
-        .await
-        .unwrap();
+        client
+            .send(&format!("/exchanges/amq.topic/{rk}"), text, &props)
+            .await;
     }
-    let d = tokio::time::timeout(Duration::from_secs(20), replies.next())
-        .await
-        .expect("a reply")
-        .unwrap();
-    let v: Value = serde_json::from_slice(&d.message().body).unwrap();
-    d.settle(Settlement::Accept).await.unwrap();
+    let v = client
+        .next_reply(Duration::from_secs(20), || server.logs())
+        .await;
     assert_eq!(v["msg"]["request_id"], "r1");
     assert!(
         v["msg"]["errors"][0].as_str().unwrap().contains("data"),
@@ -95,7 +82,7 @@ async fn topology_is_declared_over_amqp091_and_refused_over_amqp1() {
         );
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
-    conn.close().await;
+    client.close().await;
     drop(server);
     for q in [queue.clone(), format!("{queue}.dead")] {
         mgmt(&env, "DELETE", &format!("/api/queues/%2F/{q}"), "");

@@ -98,9 +98,9 @@ fn replies_built_by_the_types_validate_and_failed_ones_carry_no_signature() {
         .as_object()
         .unwrap()
         .clone();
-    let ok = Reply::signed(&body, RequestType::Container, "c2ln".into()).to_value();
+    let ok = Reply::signed(&body, RequestType::Container, "c2ln".into()).into_value();
     Schema::Reply.validate(&ok).unwrap();
-    let failed = Reply::failed(&body, RequestType::Container, vec!["boom".into()]).to_value();
+    let failed = Reply::failed(&body, RequestType::Container, vec!["boom".into()]).into_value();
     Schema::Reply.validate(&failed).unwrap();
     assert_eq!(failed["msg"]["signed_claim"], Value::Null);
     // A reply with errors AND a signature breaks the schema.

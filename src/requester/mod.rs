@@ -16,7 +16,7 @@ pub use prepare::{
 };
 
 use crate::transport::{OutgoingMessage, Settlement, Transport, TransportError};
-use crate::wire::{Reply, Schema};
+use crate::wire::Schema;
 pub use config::{MsgSignerConfig, RequesterConfig};
 use serde_json::{Map, Value};
 use std::collections::HashMap;
@@ -266,7 +266,7 @@ async fn exchange<T: Transport>(
                     }
                     Ok(Some(d)) => d,
                 };
-                let parsed = crate::wire::decode_object(&d_body(&next));
+                let parsed = crate::wire::decode_object(&next.message().body);
                 let props = next.message().properties.clone();
                 let _ = next.settle(Settlement::Accept).await;
                 let Ok(doc) = parsed else {
@@ -274,8 +274,11 @@ async fn exchange<T: Transport>(
                     continue;
                 };
                 let doc = Value::Object(doc);
-                let id = Reply::from_value(doc.clone())
-                    .and_then(|r| r.get_str(id_key).map(str::to_owned));
+                let id = doc
+                    .get("msg")
+                    .and_then(|m| m.get(id_key))
+                    .and_then(Value::as_str)
+                    .map(str::to_owned);
                 let Some(id) = id else {
                     tracing::warn!("ignoring a reply without msg.{id_key}");
                     continue;
@@ -313,10 +316,6 @@ async fn exchange<T: Transport>(
         ));
     }
     ex
-}
-
-fn d_body(d: &crate::transport::Delivery) -> Vec<u8> {
-    d.message().body.clone()
 }
 
 /// Marks a reply that broke the reply schema as failed, keeping what it said.

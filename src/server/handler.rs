@@ -198,8 +198,9 @@ impl<S: Signer> Handler<S> {
         let trace = TraceContext::continue_or_start(
             msg.properties.get("traceparent").and_then(Value::as_str),
         );
-        let body = match wire::decode_object(&msg.body) {
-            Ok(b) => b,
+        // The body stays one JSON value: the schema check reads it as it is, the handlers as a map.
+        let doc = match wire::decode_object(&msg.body) {
+            Ok(b) => Value::Object(b),
             Err(e) => {
                 let span = request_span(kind_label, "", "unknown", "", &trace);
                 return Handled {
@@ -213,6 +214,7 @@ impl<S: Signer> Handler<S> {
                 };
             }
         };
+        let body = doc.as_object().expect("decoded as an object");
         let text = |k: &str| body.get(k).and_then(Value::as_str).unwrap_or_default();
         let kind = msg
             .properties
@@ -220,7 +222,7 @@ impl<S: Signer> Handler<S> {
             .and_then(Value::as_str)
             .and_then(RequestType::from_mtype)
             .unwrap_or(RequestType::Container);
-        let key = self.key_label(kind, &body);
+        let key = self.key_label(kind, body);
         let span = request_span(
             kind_label,
             text("request_id"),
@@ -229,7 +231,7 @@ impl<S: Signer> Handler<S> {
             &trace,
         );
         let decision = self
-            .decide_in_span(msg, &body, kind, &trace, need_address)
+            .decide_in_span(msg, &doc, kind, &trace, need_address)
             .instrument(span.clone())
             .await;
         Handled {
@@ -243,11 +245,12 @@ impl<S: Signer> Handler<S> {
     async fn decide_in_span(
         &self,
         msg: &IncomingMessage,
-        body: &Map<String, Value>,
+        doc: &Value,
         kind: RequestType,
         trace: &TraceContext,
         need_address: bool,
     ) -> Decision {
+        let body = doc.as_object().expect("decoded as an object");
         if !matches!(body.get("request_id"), Some(Value::String(s)) if !s.is_empty()) {
             return Decision::Reject {
                 reason: "request has no request_id: a reply could not be correlated".into(),
@@ -273,13 +276,12 @@ impl<S: Signer> Handler<S> {
         let (fields, errors, outcome) =
             match Schema::RequestProperties.validate(&Value::Object(msg.properties.clone())) {
                 Err(e) => (Map::new(), vec![e.to_string()], Outcome::Schema),
-                Ok(()) => match Schema::for_request(kind).validate(&Value::Object(body.clone())) {
+                Ok(()) => match Schema::for_request(kind).validate(doc) {
                     Err(e) => (Map::new(), vec![e.to_string()], Outcome::Schema),
                     Ok(()) => self.sign_request(kind, body, &msg.properties).await,
                 },
             };
-        let reply = Reply::new(body, kind, fields, errors);
-        let reply = reply.to_value();
+        let reply = Reply::new(body, kind, fields, errors).into_value();
         if let Err(e) = Schema::Reply.validate(&reply) {
             // Our own reply must match our schema; a request member shadowing ours could break that.
             return Decision::Reject {

@@ -43,36 +43,9 @@ impl Reply {
     }
 
     /// The JSON document sent on the wire.
-    pub fn to_value(&self) -> Value {
+    pub fn into_value(self) -> Value {
         let mut top = Map::new();
-        top.insert("msg".into(), Value::Object(self.msg.clone()));
+        top.insert("msg".into(), Value::Object(self.msg));
         Value::Object(top)
-    }
-
-    /// Parses a received reply document (not schema-checked; see [`super::Schema::Reply`]).
-    pub fn from_value(v: Value) -> Option<Self> {
-        match v {
-            Value::Object(mut top) => match top.remove("msg") {
-                Some(Value::Object(msg)) => Some(Reply { msg }),
-                _ => None,
-            },
-            _ => None,
-        }
-    }
-
-    /// `msg[key]` as a string (e.g. the `message_id_key`).
-    pub fn get_str(&self, key: &str) -> Option<&str> {
-        self.msg.get(key).and_then(Value::as_str)
-    }
-
-    /// The errors listed in the reply.
-    pub fn errors(&self) -> Vec<String> {
-        match self.msg.get("errors") {
-            Some(Value::Array(a)) => a
-                .iter()
-                .map(|e| e.as_str().map_or_else(|| e.to_string(), str::to_owned))
-                .collect(),
-            _ => Vec::new(),
-        }
     }
 }

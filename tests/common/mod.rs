@@ -344,6 +344,11 @@ pub fn skopeo_verify(
         ])
         .output()
         .expect("skopeo runs");
+    verdict(out)
+}
+
+/// A finished command's stdout and stderr together, as `Ok` when it succeeded and `Err` when it failed.
+pub fn verdict(out: std::process::Output) -> Result<String, String> {
     let text = format!(
         "{}{}",
         String::from_utf8_lossy(&out.stdout),
@@ -481,15 +486,77 @@ pub fn gpg_verify(env: &Env, args: &[&std::path::Path]) -> Result<String, String
         .args(args)
         .output()
         .expect("gpg runs");
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    if out.status.success() {
-        Ok(text)
-    } else {
-        Err(text)
+    verdict(out)
+}
+
+/// A requester that publishes hand-made messages and collects the replies a test server sends to
+/// `/topic/signbus.reply.tester.<task>` (the tests' reply template with `requested_by: tester`).
+pub struct RawClient {
+    pub conn: signbus::transport::Broker,
+    replies: signbus::transport::Subscription,
+}
+
+impl RawClient {
+    /// Connects (over the suite's requester protocol) and listens for `task`'s replies before anything is sent.
+    pub async fn open(env: &Env, task: &str) -> RawClient {
+        let conn = connect(env, task).await;
+        let address = format!("/topic/signbus.reply.tester.{task}");
+        let replies = signbus::transport::Transport::subscribe(&conn, &address, 1000)
+            .await
+            .unwrap();
+        RawClient { conn, replies }
+    }
+
+    /// Publishes `body` (JSON text or anything else) with `properties` (a JSON object) to `address`.
+    pub async fn send(&self, address: &str, body: String, properties: &serde_json::Value) {
+        let message = signbus::transport::OutgoingMessage {
+            address: address.to_owned(),
+            body,
+            properties: properties.as_object().cloned().unwrap_or_default(),
+            ..Default::default()
+        };
+        signbus::transport::Transport::publish(&self.conn, message)
+            .await
+            .unwrap();
+    }
+
+    /// The next reply, accepted off the queue; panics after `timeout` (with `context()` in the message).
+    pub async fn next_reply(
+        &mut self,
+        timeout: Duration,
+        context: impl Fn() -> String,
+    ) -> serde_json::Value {
+        let d = tokio::time::timeout(timeout, self.replies.next())
+            .await
+            .unwrap_or_else(|_| panic!("no reply within {timeout:?}\n{}", context()))
+            .expect("the reply link stays open");
+        let v: serde_json::Value = serde_json::from_slice(&d.message().body).unwrap();
+        d.settle(signbus::transport::Settlement::Accept)
+            .await
+            .unwrap();
+        v
+    }
+
+    /// `n` replies keyed by `msg.request_id`, each waited for at most 20 s.
+    pub async fn replies(
+        &mut self,
+        n: usize,
+        context: impl Fn() -> String,
+    ) -> std::collections::HashMap<String, serde_json::Value> {
+        let mut got = std::collections::HashMap::new();
+        while got.len() < n {
+            let v = self
+                .next_reply(Duration::from_secs(20), || {
+                    format!("{} of {n} replies\n{}", got.len(), context())
+                })
+                .await;
+            got.insert(v["msg"]["request_id"].as_str().unwrap().to_owned(), v);
+        }
+        got
+    }
+
+    pub async fn close(self) {
+        signbus::transport::Transport::close(&self.conn).await;
     }
 }
 
@@ -497,32 +564,30 @@ pub fn gpg_verify(env: &Env, args: &[&std::path::Path]) -> Result<String, String
 pub fn signbus_bin() -> PathBuf {
     PathBuf::from(env!("CARGO_BIN_EXE_signbus"))
 }
-/// Sends `n` requests to a server, calls `stop` on it after 30 replies, starts a second server on the same
-/// queue, and checks that every request is answered without errors.
-pub async fn every_request_answered_across_a_stop(
+/// Sends `n` requests to a server (max_in_flight 8), calls `stop` on it after 30 replies, starts a second server on
+/// the same queue, and checks that every request is answered without errors. Returns what `stop` returned and
+/// a [`Bed`] holding the second server (dropping it stops the server, then deletes the queue).
+pub async fn every_request_answered_across_a_stop<T: Send + 'static>(
     prefix: &str,
     extra_server: &str,
     n: usize,
-    stop: fn(Server),
-) {
+    stop: impl FnOnce(Server) -> T + Send + 'static,
+) -> (T, Bed) {
     let env = Env::load();
     let queue = unique(prefix);
     declare_request_queue(&env, &queue);
-    let config = server_config(&env, &queue, extra_server);
-    let config = config.replace("max_in_flight: 64", "max_in_flight: 8");
-    let mut first = Some(Server::start(&config));
+    let config =
+        server_config(&env, &queue, extra_server).replace("max_in_flight: 64", "max_in_flight: 8");
+    let mut first = Some((Server::start(&config), stop));
 
-    let cfg = signbus::requester::RequesterConfig::parse(
-        &client_config(&env, &queue, 30),
-        std::path::Path::new("c"),
-        |_| None,
-    )
-    .unwrap();
+    let text = client_config(&env, &queue, 30);
+    let cfg =
+        signbus::requester::RequesterConfig::parse(&text, std::path::Path::new("c"), |_| None)
+            .unwrap();
     let cfg = cfg.single().unwrap().clone();
     let task = unique("t");
-    let digest = format!("sha256:{}", "ab".repeat(32));
     let input = signbus::requester::ContainerSignInput {
-        digests: vec![digest; n],
+        digests: vec![format!("sha256:{}", "ab".repeat(32)); n],
         references: (0..n)
             .map(|i| format!("registry.example.com/ns/app:{i}"))
             .collect(),
@@ -532,26 +597,19 @@ pub async fn every_request_answered_across_a_stop(
         ..Default::default()
     };
     let requests = signbus::requester::prepare_container(&cfg, "tester", &input).unwrap();
-    let conn = connect(&env, prefix).await;
-    let reply_address = format!("/topic/signbus.reply.tester.{task}");
-    let mut replies = signbus::transport::Transport::subscribe(&conn, &reply_address, 500)
-        .await
-        .unwrap();
+    let mut client = RawClient::open(&env, &task).await;
     for r in &requests {
-        signbus::transport::Transport::publish(
-            &conn,
-            signbus::transport::OutgoingMessage {
-                address: r.address.clone(),
-                body: serde_json::Value::Object(r.body.clone()).to_string(),
-                properties: r.properties.clone(),
-                ..Default::default()
-            },
-        )
-        .await
-        .unwrap();
+        client
+            .send(
+                &r.address,
+                serde_json::Value::Object(r.body.clone()).to_string(),
+                &serde_json::Value::Object(r.properties.clone()),
+            )
+            .await;
     }
 
     let mut answered = std::collections::HashSet::new();
+    let mut stopped = None;
     let mut second = None;
     let deadline = Instant::now() + Duration::from_secs(120);
     while answered.len() < n {
@@ -560,34 +618,37 @@ pub async fn every_request_answered_across_a_stop(
             "only {} of {n} answered",
             answered.len()
         );
-        let Ok(Some(d)) = tokio::time::timeout(Duration::from_secs(30), replies.next()).await
-        else {
-            panic!("no reply for 30 s with {} of {n} answered", answered.len());
-        };
-        let v: serde_json::Value = serde_json::from_slice(&d.message().body).unwrap();
-        d.settle(signbus::transport::Settlement::Accept)
-            .await
-            .unwrap();
+        let v = client
+            .next_reply(Duration::from_secs(30), || {
+                format!("{} of {n} answered", answered.len())
+            })
+            .await;
         assert_eq!(v["msg"]["errors"], serde_json::Value::Array(vec![]), "{v}");
         answered.insert(v["msg"]["request_id"].as_str().unwrap().to_owned());
         if answered.len() == 30 && second.is_none() {
-            // Stop the first server mid-run; it must drain and exit cleanly.
-            let server = first.take().unwrap();
-            tokio::task::spawn_blocking(move || stop(server))
-                .await
-                .unwrap();
+            let (server, stop) = first.take().unwrap();
+            stopped = Some(
+                tokio::task::spawn_blocking(move || stop(server))
+                    .await
+                    .unwrap(),
+            );
             second = Some(Server::start(&config));
         }
     }
-    assert!(
-        second.is_some(),
-        "the first server answered everything before it was stopped"
-    );
+    let (Some(stopped), Some(second)) = (stopped, second) else {
+        panic!("the first server answered everything before it was stopped");
+    };
     let ids: std::collections::HashSet<String> = requests.iter().map(|r| r.id.clone()).collect();
     assert_eq!(answered, ids);
-    signbus::transport::Transport::close(&conn).await;
-    drop(second);
-    delete_request_queue(&env, &queue);
+    client.close().await;
+    (
+        stopped,
+        Bed {
+            env,
+            queue,
+            server: Some(second),
+        },
+    )
 }
 
 /// A minimal HTTP/1.1 GET: (status, body).
