@@ -11,7 +11,7 @@ use signbus::requester::{self, output, ContainerSignInput, RequesterConfig, Retr
 use signbus::server::handler::{Decision, Handler};
 use signbus::server::{self, endpoints, health::Health};
 use signbus::signing::gpgme_pool::{resolve_keys, GpgmePool};
-use signbus::transport::{self, Sasl, Transport};
+use signbus::transport::{self, Connect as _, Sasl};
 use std::path::PathBuf;
 use std::sync::Arc;
 use tokio_util::sync::CancellationToken;
@@ -249,14 +249,10 @@ async fn serve(a: ServeArgs) -> Result<i32> {
     metrics.set_signer_sampler(Box::new(move || {
         weak.upgrade().map_or((0, 0), |p| (p.size(), p.busy()))
     }));
-    let handler = Handler::new(
-        pool.clone(),
-        keys,
-        cfg.server.reply_to.clone(),
-        cfg.server.task_id_attributes.clone(),
-    )
-    .with_metrics(metrics.clone())
-    .with_health(health.clone());
+    let handler = Handler::new(pool.clone(), keys, &cfg)
+        .map_err(|e| anyhow::anyhow!("configuration {}: {e}", a.config.display()))?
+        .with_metrics(metrics.clone())
+        .with_health(health.clone());
     if let Some(path) = &a.replay {
         return replay(&handler, path).await;
     }
@@ -330,7 +326,7 @@ fn replay_message(doc: serde_json::Value) -> Result<signbus::transport::Incoming
         body: body.into_bytes(),
         properties,
         reply_to,
-        delivery_count: 0,
+        ..Default::default()
     })
 }
 
@@ -462,9 +458,14 @@ async fn exchange_and_print(
     let vars = requester::template_vars(cfg, creator, &common.task_id, common.requester.as_deref());
     let listen = requester::format_address(&cfg.topic_listen_to, &vars)?;
     let id = format!("signbus-requester-{}", uuid::Uuid::new_v4());
-    let transport = transport::connect(&broker_config(cfg), &id).await.context(
+    let connector = transport::Connector {
+        config: broker_config(cfg),
+        container_id: id,
+    };
+    let first = connector.connect().await.context(
         "connecting to messaging_brokers (is the broker up, and are the URLs and ports right?)",
     )?;
+    let connect = transport::Primed::new(first, connector);
     tracing::info!(requests = requests.len(), listen = %listen, "signing");
     let retry = Retry::from_config(cfg);
     let bar = {
@@ -476,7 +477,7 @@ async fn exchange_and_print(
         None => &requester::NoProgress,
     };
     let ex = requester::send_and_receive_with_progress(
-        &transport,
+        &connect,
         &requests,
         &listen,
         &cfg.message_id_key,
@@ -484,7 +485,6 @@ async fn exchange_and_print(
         progress,
     )
     .await;
-    transport.close().await;
     let r = output::render(
         &requests,
         &ex,

@@ -4,6 +4,7 @@
 //! as `SIGNBUS_BROKER__URLS`), refuses unknown keys by name, and validates what types cannot express. Nothing
 //! else in the crate reads files or environment variables for configuration.
 
+use crate::server::authorize::AuthorizationConfig;
 use crate::signing::KeyConfig;
 use crate::transport::BrokerConfig;
 use figment::providers::{Env, Format, Yaml};
@@ -25,6 +26,9 @@ pub struct ServerConfig {
     /// The operations HTTP listener (`/metrics`, `/healthz`, `/readyz`). Optional.
     #[serde(default)]
     pub metrics: MetricsSection,
+    /// Who may sign with which key. Absent: every configured key for every requester.
+    #[serde(default)]
+    pub authorization: Option<AuthorizationConfig>,
 }
 
 /// Where the operations HTTP listener listens.
@@ -72,6 +76,45 @@ pub struct ServerSection {
     /// Broker topology to declare at start (AMQP 0-9-1 only).
     #[serde(default)]
     pub topology: Option<crate::transport::Topology>,
+    /// Requests with a body larger than this many bytes are answered with an error and not processed.
+    #[serde(default = "default_max_message_bytes")]
+    pub max_message_bytes: usize,
+    /// Requests whose `created` time is older than this many seconds are answered "expired", never signed.
+    /// `null`: no age limit (a deadline the message itself carries still applies).
+    #[serde(default = "default_max_request_age")]
+    pub max_request_age_secs: Option<u64>,
+    /// A request delivered this many times without being settled (it keeps taking servers down, or keeps
+    /// failing) is answered with an error instead of being processed again.
+    #[serde(default = "default_max_deliveries")]
+    pub max_deliveries: u32,
+    /// Recent replies kept to answer redelivered or resent requests identically.
+    #[serde(default)]
+    pub reply_cache: ReplyCacheSection,
+}
+
+/// Bounds of the recent-reply cache.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReplyCacheSection {
+    /// Replies kept at most (0 disables the cache, and with it duplicate detection).
+    #[serde(default = "default_cache_capacity")]
+    pub capacity: usize,
+    /// Bytes of replies kept at most (the oldest go first).
+    #[serde(default = "default_cache_bytes")]
+    pub max_bytes: usize,
+    /// Seconds a reply is kept.
+    #[serde(default = "default_cache_ttl")]
+    pub ttl_secs: u64,
+}
+
+impl Default for ReplyCacheSection {
+    fn default() -> Self {
+        ReplyCacheSection {
+            capacity: default_cache_capacity(),
+            max_bytes: default_cache_bytes(),
+            ttl_secs: default_cache_ttl(),
+        }
+    }
 }
 
 /// Signing keys and workers.
@@ -86,8 +129,33 @@ pub struct SigningSection {
     pub workers: Option<usize>,
     /// The keys this server signs with. Requests naming any other key are refused.
     pub keys: Vec<KeyConfig>,
+    /// Attempts per signature when the signer fails (a gpg-agent restart, say) before the request is answered
+    /// with the error.
+    #[serde(default = "default_sign_attempts")]
+    pub attempts: u32,
 }
 
+fn default_max_message_bytes() -> usize {
+    1 << 20
+}
+fn default_max_request_age() -> Option<u64> {
+    Some(3600)
+}
+fn default_max_deliveries() -> u32 {
+    5
+}
+fn default_cache_capacity() -> usize {
+    10_000
+}
+fn default_cache_bytes() -> usize {
+    256 << 20
+}
+fn default_cache_ttl() -> u64 {
+    3600
+}
+fn default_sign_attempts() -> u32 {
+    3
+}
 fn default_in_flight() -> usize {
     64
 }
@@ -166,6 +234,15 @@ impl ServerConfig {
         if let Some(t) = &self.server.reply_to {
             crate::server::reply_address::check_template(t)
                 .map_err(|e| format!("server.reply_to: {e}"))?;
+        }
+        if self.server.max_message_bytes < 1024 {
+            return Err("server.max_message_bytes must be at least 1024".into());
+        }
+        if self.server.max_deliveries == 0 {
+            return Err("server.max_deliveries must be at least 1".into());
+        }
+        if self.signing.attempts == 0 {
+            return Err("signing.attempts must be at least 1".into());
         }
         if self.signing.workers == Some(0) {
             return Err("signing.workers must be at least 1".into());

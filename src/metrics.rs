@@ -35,6 +35,10 @@ pub struct Metrics {
     pub broker_connections: IntCounter,
     /// `signbus_dead_lettered_total{reason}`: requests rejected for the broker to dead-letter.
     pub dead_lettered: IntCounterVec,
+    /// `signbus_replayed_replies_total`: redelivered or resent requests answered with the reply already made.
+    pub replayed: IntCounter,
+    /// `signbus_sign_retries_total`: signatures tried again after a signer failure.
+    pub sign_retries: IntCounter,
     sampler: OnceLock<SignerSampler>,
 }
 
@@ -89,14 +93,25 @@ impl Metrics {
         let in_flight = gauge("signbus_in_flight", "Requests being processed now.");
         let signer_workers = gauge("signbus_signer_workers", "Signing worker threads.");
         let signer_busy = gauge("signbus_signer_busy", "Signing workers signing now.");
-        let broker_connections = IntCounter::new(
+        let counter = |name: &str, help: &str| {
+            let c = IntCounter::new(name, help).expect("valid metric");
+            registry
+                .register(Box::new(c.clone()))
+                .expect("unique metric");
+            c
+        };
+        let broker_connections = counter(
             "signbus_broker_connections_total",
             "Successful connections (and reconnections) to the broker.",
-        )
-        .expect("valid metric");
-        registry
-            .register(Box::new(broker_connections.clone()))
-            .expect("unique metric");
+        );
+        let replayed = counter(
+            "signbus_replayed_replies_total",
+            "Redelivered or resent requests answered with the reply already made for them.",
+        );
+        let sign_retries = counter(
+            "signbus_sign_retries_total",
+            "Signatures tried again after a signer failure.",
+        );
         let dead_lettered = counter_vec(
             "signbus_dead_lettered_total",
             "Requests rejected for the broker to dead-letter, by reason.",
@@ -124,6 +139,8 @@ impl Metrics {
             signer_busy,
             broker_connections,
             dead_lettered,
+            replayed,
+            sign_retries,
             sampler: OnceLock::new(),
         }
     }

@@ -7,10 +7,13 @@
 //! span (request id, type, key, requester, trace id) and continues the request's W3C trace context into the
 //! reply. After a signer error it marks the signer unusable in [`Health`] and re-tests it in the background.
 
+use super::authorize::{Authorizer, Identity};
 use super::health::Health;
+use super::recent::{self, RecentReplies, Weigh};
 use super::reply_address::reply_address;
 use super::trace_context::TraceContext;
 use crate::claim::Claim;
+use crate::config::ServerConfig;
 use crate::metrics::Metrics;
 use crate::signing::{KeyRing, SignError, SignMode, Signer};
 use crate::transport::{IncomingMessage, OutgoingMessage};
@@ -19,7 +22,7 @@ use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
 use serde_json::{json, Map, Value};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 use tracing::Instrument;
 
 /// How an answered request ended: signed, or the class of its first error. A bounded set (metric label).
@@ -35,8 +38,18 @@ pub enum Outcome {
     Claim,
     /// The request names a key this server does not hold, ambiguously, or inconsistently.
     Key,
-    /// The signer failed (gpg error, pool shut down).
+    /// The signer failed (gpg error, pool shut down), on every attempt.
     Signer,
+    /// The request is past its deadline or too old.
+    Expired,
+    /// The request id was used before for a different request.
+    Conflict,
+    /// The request body is over the size limit.
+    TooLarge,
+    /// The requester may not use the key (or not for the repository).
+    Forbidden,
+    /// The request was delivered too many times without being settled.
+    Redelivered,
 }
 
 impl Outcome {
@@ -49,6 +62,11 @@ impl Outcome {
             Outcome::Claim => "claim",
             Outcome::Key => "key",
             Outcome::Signer => "signer",
+            Outcome::Expired => "expired",
+            Outcome::Conflict => "conflict",
+            Outcome::TooLarge => "too_large",
+            Outcome::Forbidden => "forbidden",
+            Outcome::Redelivered => "redelivered",
         }
     }
 }
@@ -142,32 +160,69 @@ impl Failure {
     }
 }
 
-/// Everything a request needs: keys, signer, and reply addressing.
+/// A decision about a request before it is addressed: what the recent-reply cache keeps.
+#[derive(Debug, Clone)]
+enum Answer {
+    /// Reply with this document.
+    Reply { body: Arc<str>, outcome: Outcome },
+    /// Reject (dead-letter).
+    Reject { reason: String, class: RejectReason },
+}
+
+impl Weigh for Answer {
+    fn weight(&self) -> usize {
+        64 + match self {
+            Answer::Reply { body, .. } => body.len(),
+            Answer::Reject { reason, .. } => reason.len(),
+        }
+    }
+}
+
+/// Everything a request needs: keys, signer, reply addressing, limits, the recent replies and who may sign.
 pub struct Handler<S> {
     signer: Arc<S>,
     keys: KeyRing,
     reply_template: Option<String>,
     task_id_attributes: Vec<String>,
+    max_message_bytes: usize,
+    max_request_age: Option<Duration>,
+    max_deliveries: u32,
+    sign_attempts: u32,
+    recent: RecentReplies<Answer>,
+    authorizer: Authorizer,
     metrics: Arc<Metrics>,
     health: Arc<Health>,
 }
 
 impl<S: Signer> Handler<S> {
-    /// A handler signing with `signer` using `keys`; replies without `reply-to` go to `reply_template`.
-    pub fn new(
-        signer: Arc<S>,
-        keys: KeyRing,
-        reply_template: Option<String>,
-        task_id_attributes: Vec<String>,
-    ) -> Self {
-        Handler {
+    /// A handler signing with `signer` using `keys` under `cfg`'s rules: reply addressing (replies without
+    /// `reply-to` go to `server.reply_to`), limits, the recent-reply cache, and authorization. Fails when the
+    /// authorization section grants a key that `keys` does not hold (or names ambiguously).
+    pub fn new(signer: Arc<S>, keys: KeyRing, cfg: &ServerConfig) -> Result<Self, String> {
+        let authorizer = match &cfg.authorization {
+            Some(a) => Authorizer::new(a, &keys)?,
+            None => Authorizer::allow_all(),
+        };
+        let s = &cfg.server;
+        let cache = &s.reply_cache;
+        Ok(Handler {
             signer,
             keys,
-            reply_template,
-            task_id_attributes,
+            reply_template: s.reply_to.clone(),
+            task_id_attributes: s.task_id_attributes.clone(),
+            max_message_bytes: s.max_message_bytes,
+            max_request_age: s.max_request_age_secs.map(Duration::from_secs),
+            max_deliveries: s.max_deliveries,
+            sign_attempts: cfg.signing.attempts,
+            recent: RecentReplies::new(
+                cache.capacity,
+                cache.max_bytes,
+                Duration::from_secs(cache.ttl_secs),
+            ),
+            authorizer,
             metrics: Arc::new(Metrics::new()),
             health: Arc::new(Health::new()),
-        }
+        })
     }
 
     /// Records signing times in `metrics` (default: a private registry nobody reads).
@@ -188,12 +243,12 @@ impl<S: Signer> Handler<S> {
     }
 
     /// As [`Handler::handle`], for a message that did not come from a broker (`serve --replay`): a missing
-    /// reply address is not a reason to reject; the reply's address is then empty.
+    /// reply address is not a reason to reject (the reply's address is then empty), and deadlines do not apply.
     pub async fn handle_offline(&self, msg: &IncomingMessage) -> Handled {
         self.decide(msg, false).await
     }
 
-    async fn decide(&self, msg: &IncomingMessage, need_address: bool) -> Handled {
+    async fn decide(&self, msg: &IncomingMessage, live: bool) -> Handled {
         let kind_label = type_label(&msg.properties);
         let trace = TraceContext::continue_or_start(
             msg.properties.get("traceparent").and_then(Value::as_str),
@@ -215,7 +270,7 @@ impl<S: Signer> Handler<S> {
             }
         };
         let body = doc.as_object().expect("decoded as an object");
-        let text = |k: &str| body.get(k).and_then(Value::as_str).unwrap_or_default();
+        let text = |k: &str| body.get(k).and_then(Value::as_str);
         let kind = msg
             .properties
             .get("mtype")
@@ -223,15 +278,20 @@ impl<S: Signer> Handler<S> {
             .and_then(RequestType::from_mtype)
             .unwrap_or(RequestType::Container);
         let key = self.key_label(kind, body);
+        let who = self.authorizer.identify(
+            msg.user_id.as_deref(),
+            text("requested_by"),
+            msg.properties.get("owner_id").and_then(Value::as_str),
+        );
         let span = request_span(
             kind_label,
-            text("request_id"),
+            text("request_id").unwrap_or_default(),
             &key,
-            text("requested_by"),
+            &who.describe(),
             &trace,
         );
         let decision = self
-            .decide_in_span(msg, &doc, kind, &trace, need_address)
+            .decide_in_span(msg, &doc, kind, &who, &trace, live)
             .instrument(span.clone())
             .await;
         Handled {
@@ -247,16 +307,21 @@ impl<S: Signer> Handler<S> {
         msg: &IncomingMessage,
         doc: &Value,
         kind: RequestType,
+        who: &Identity,
         trace: &TraceContext,
-        need_address: bool,
+        live: bool,
     ) -> Decision {
         let body = doc.as_object().expect("decoded as an object");
-        if !matches!(body.get("request_id"), Some(Value::String(s)) if !s.is_empty()) {
+        let Some(request_id) = body
+            .get("request_id")
+            .and_then(Value::as_str)
+            .filter(|s| !s.is_empty())
+        else {
             return Decision::Reject {
                 reason: "request has no request_id: a reply could not be correlated".into(),
                 class: RejectReason::NoRequestId,
             };
-        }
+        };
         let address = match reply_address(
             msg.reply_to.as_deref(),
             self.reply_template.as_deref(),
@@ -265,7 +330,7 @@ impl<S: Signer> Handler<S> {
             &self.task_id_attributes,
         ) {
             Ok(a) => a,
-            Err(e) if need_address => {
+            Err(e) if live => {
                 return Decision::Reject {
                     reason: format!("no reply address: {e}"),
                     class: RejectReason::NoReplyAddress,
@@ -273,37 +338,143 @@ impl<S: Signer> Handler<S> {
             }
             Err(_) => String::new(),
         };
-        let (fields, errors, outcome) =
-            match Schema::RequestProperties.validate(&Value::Object(msg.properties.clone())) {
-                Err(e) => (Map::new(), vec![e.to_string()], Outcome::Schema),
-                Ok(()) => match Schema::for_request(kind).validate(doc) {
-                    Err(e) => (Map::new(), vec![e.to_string()], Outcome::Schema),
-                    Ok(()) => self.sign_request(kind, body, &msg.properties).await,
-                },
-            };
-        let reply = Reply::new(body, kind, fields, errors).into_value();
-        if let Err(e) = Schema::Reply.validate(&reply) {
-            // Our own reply must match our schema; a request member shadowing ours could break that.
-            return Decision::Reject {
-                reason: format!("reply would not match its schema: {e}"),
-                class: RejectReason::InvalidReply,
-            };
+        let mtype = msg.properties.get("mtype").and_then(Value::as_str);
+        let fingerprint = recent::fingerprint(mtype.unwrap_or_default(), &msg.body);
+        let kept = self
+            .recent
+            .answer(request_id, fingerprint, || {
+                self.answer(msg, doc, kind, who, live)
+            })
+            .await;
+        let answer = match kept {
+            Ok(k) => {
+                if k.replayed {
+                    self.metrics.replayed.inc();
+                    tracing::info!(
+                        "repeated request: answering with the reply already made for it"
+                    );
+                }
+                k.value
+            }
+            Err(conflict) => {
+                let f = Failure::new(Outcome::Conflict, conflict.to_string());
+                finish(body, kind, Map::new(), vec![f.message], f.class)
+            }
+        };
+        match answer {
+            Answer::Reject { reason, class } => Decision::Reject { reason, class },
+            Answer::Reply { body, outcome } => {
+                let mut properties = msg.properties.clone();
+                properties.insert(
+                    "traceparent".into(),
+                    Value::String(trace.reply_traceparent()),
+                );
+                Decision::Reply {
+                    message: OutgoingMessage {
+                        address,
+                        body: body.to_string(),
+                        properties,
+                        ..Default::default()
+                    },
+                    outcome,
+                }
+            }
         }
-        let mut properties = msg.properties.clone();
-        properties.insert(
-            "traceparent".into(),
-            Value::String(trace.reply_traceparent()),
-        );
-        Decision::Reply {
-            message: OutgoingMessage {
-                address,
-                body: reply.to_string(),
-                properties,
-                reply_to: None,
-                ttl: None,
-                durable: false,
-            },
-            outcome,
+    }
+
+    /// Checks, authorises and signs one request. `Ok` is an answer to keep for repeats of the request; `Err` one
+    /// that must not be kept (the signer failed: a repeat should try again).
+    async fn answer(
+        &self,
+        msg: &IncomingMessage,
+        doc: &Value,
+        kind: RequestType,
+        who: &Identity,
+        live: bool,
+    ) -> Result<Answer, Answer> {
+        let body = doc.as_object().expect("decoded as an object");
+        let refuse = |f: Failure| (Map::new(), vec![f.message], f.class);
+        let schema = |e: wire::SchemaError| refuse(Failure::new(Outcome::Schema, e.to_string()));
+        let (fields, errors, outcome) = if live && msg.delivery_count >= self.max_deliveries {
+            refuse(Failure::new(
+                Outcome::Redelivered,
+                format!(
+                    "request was delivered {} times without being settled (limit {}); not processing it again",
+                    msg.delivery_count + 1,
+                    self.max_deliveries
+                ),
+            ))
+        } else if msg.body.len() > self.max_message_bytes {
+            refuse(Failure::new(
+                Outcome::TooLarge,
+                format!(
+                    "request body is {} bytes; this server accepts at most {} (server.max_message_bytes)",
+                    msg.body.len(),
+                    self.max_message_bytes
+                ),
+            ))
+        } else if let Err(e) =
+            Schema::RequestProperties.validate(&Value::Object(msg.properties.clone()))
+        {
+            schema(e)
+        } else if let Err(e) = Schema::for_request(kind).validate(doc) {
+            schema(e)
+        } else if let Err(f) = self.check_deadline(msg, body, live) {
+            refuse(f)
+        } else {
+            self.sign_request(kind, body, &msg.properties, who).await
+        };
+        let answer = finish(body, kind, fields, errors, outcome);
+        if outcome == Outcome::Signer {
+            Err(answer)
+        } else {
+            Ok(answer)
+        }
+    }
+
+    /// Refuses a request past its sender's deadline or older than `server.max_request_age_secs`.
+    fn check_deadline(
+        &self,
+        msg: &IncomingMessage,
+        body: &Map<String, Value>,
+        live: bool,
+    ) -> Result<(), Failure> {
+        if !live {
+            return Ok(());
+        }
+        let now = SystemTime::now();
+        if let Some(late) = msg.expires_at.and_then(|at| now.duration_since(at).ok()) {
+            return Err(Failure::new(
+                Outcome::Expired,
+                format!(
+                    "request expired {:.1}s ago (the deadline its sender set); not signed",
+                    late.as_secs_f64()
+                ),
+            ));
+        }
+        let (Some(max), Some(created)) = (
+            self.max_request_age,
+            body.get("created").and_then(Value::as_str),
+        ) else {
+            return Ok(());
+        };
+        let Some(at) = parse_created(created) else {
+            return Err(Failure::new(
+                Outcome::Schema,
+                format!("created {created:?} is not an ISO-8601 UTC time"),
+            ));
+        };
+        match now.duration_since(at) {
+            Ok(age) if age > max => Err(Failure::new(
+                Outcome::Expired,
+                format!(
+                    "request expired: created {}s ago, over this server's limit of {}s \
+                     (server.max_request_age_secs); not signed",
+                    age.as_secs(),
+                    max.as_secs()
+                ),
+            )),
+            _ => Ok(()),
         }
     }
 
@@ -340,12 +511,13 @@ impl<S: Signer> Handler<S> {
         }
     }
 
-    /// Signs a schema-valid request; returns the reply's result members and its errors.
+    /// Signs a schema-valid request for `who`; returns the reply's result members and its errors.
     async fn sign_request(
         &self,
         kind: RequestType,
         body: &Map<String, Value>,
         props: &Map<String, Value>,
+        who: &Identity,
     ) -> (Map<String, Value>, Vec<String>, Outcome) {
         let single = |r: Result<String, Failure>| match r {
             Ok(sig) => (
@@ -357,6 +529,8 @@ impl<S: Signer> Handler<S> {
         };
         let text = |k: &str| body.get(k).and_then(Value::as_str).unwrap_or_default();
         let key_name = body.get("sig_keyname").and_then(Value::as_str);
+        let repo = body.get("repo").and_then(Value::as_str);
+        let sign = |mode, data| self.sign_with(text("sig_key_id"), key_name, mode, data, who, repo);
         match kind {
             RequestType::Container => {
                 let digest = text("manifest_digest");
@@ -374,55 +548,64 @@ impl<S: Signer> Handler<S> {
                     Ok((bytes, _)) => bytes,
                     Err(e) => return single(Err(e)),
                 };
-                single(
-                    self.sign_with(text("sig_key_id"), key_name, SignMode::Normal, claim)
-                        .await,
-                )
+                single(sign(SignMode::Normal, claim).await)
             }
             RequestType::ClearSign => match decode("data", text("data")) {
-                Ok(data) => single(
-                    self.sign_with(text("sig_key_id"), key_name, SignMode::Clear, data)
-                        .await,
-                ),
+                Ok(data) => single(sign(SignMode::Clear, data).await),
                 Err(e) => single(Err(e)),
             },
             RequestType::Blob => match decode("artifact", text("artifact")) {
-                Ok(data) => {
-                    let mode = SignMode::Detached { armor: false };
-                    single(
-                        self.sign_with(text("sig_key_id"), key_name, mode, data)
-                            .await,
-                    )
-                }
+                Ok(data) => single(sign(SignMode::Detached { armor: false }, data).await),
                 Err(e) => single(Err(e)),
             },
-            RequestType::Batch => self.batch(body).await,
+            RequestType::Batch => self.batch(body, who).await,
         }
     }
 
-    /// Resolves the key a request names and signs `data` with it; the result is base64.
+    /// Resolves the key a request names, checks `who` may use it for `repo`, and signs `data` with it, trying
+    /// again (up to `signing.attempts` in all) when the signer fails; the result is base64.
     async fn sign_with(
         &self,
         key_id: &str,
         key_name: Option<&str>,
         mode: SignMode,
-        data: Vec<u8>,
+        mut data: Vec<u8>,
+        who: &Identity,
+        repo: Option<&str>,
     ) -> Result<String, Failure> {
         let key = self
             .keys
             .lookup(Some(key_id), key_name)
             .map_err(|e| Failure::new(Outcome::Key, e.to_string()))?;
-        let started = Instant::now();
-        let signed = self.signer.sign(&key.fingerprint, mode, data).await;
-        self.metrics
-            .signing_seconds
-            .observe(started.elapsed().as_secs_f64());
-        match signed {
-            Ok(sig) => Ok(STANDARD.encode(sig)),
-            Err(e) => {
-                tracing::warn!(error = %e, "signer failed");
-                self.signer_failed();
-                Err(Failure::new(Outcome::Signer, e.to_string()))
+        self.authorizer
+            .check(who, &key.fingerprint, key.label(), repo)
+            .map_err(|m| Failure::new(Outcome::Forbidden, m))?;
+        let mut attempt = 1;
+        loop {
+            let last = attempt >= self.sign_attempts;
+            let input = if last {
+                std::mem::take(&mut data)
+            } else {
+                data.clone()
+            };
+            let started = Instant::now();
+            let signed = self.signer.sign(&key.fingerprint, mode, input).await;
+            self.metrics
+                .signing_seconds
+                .observe(started.elapsed().as_secs_f64());
+            match signed {
+                Ok(sig) => return Ok(STANDARD.encode(sig)),
+                Err(e) if !last && !matches!(e, SignError::Closed) => {
+                    tracing::warn!(error = %e, attempt, "signer failed; trying again");
+                    self.metrics.sign_retries.inc();
+                    tokio::time::sleep(Duration::from_millis(100 * u64::from(attempt))).await;
+                    attempt += 1;
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, attempt, "signer failed");
+                    self.signer_failed();
+                    return Err(Failure::new(Outcome::Signer, e.to_string()));
+                }
             }
         }
     }
@@ -471,7 +654,11 @@ impl<S: Signer> Handler<S> {
     }
 
     /// Every claim × key of a batch, each validated and signed on its own, concurrently, in request order.
-    async fn batch(&self, body: &Map<String, Value>) -> (Map<String, Value>, Vec<String>, Outcome) {
+    async fn batch(
+        &self,
+        body: &Map<String, Value>,
+        who: &Identity,
+    ) -> (Map<String, Value>, Vec<String>, Outcome) {
         let claims = body
             .get("claims")
             .and_then(Value::as_array)
@@ -501,7 +688,9 @@ impl<S: Signer> Handler<S> {
                     let reference = checked.as_ref().ok().map(|(_, r)| r.clone());
                     let result = match checked {
                         Ok((bytes, _)) => {
-                            self.sign_with(&key_id, key_name.as_deref(), SignMode::Normal, bytes)
+                            let mode = SignMode::Normal;
+                            let name = key_name.as_deref();
+                            self.sign_with(&key_id, name, mode, bytes, who, Some(repo.as_str()))
                                 .await
                         }
                         Err(e) => Err(e),
@@ -548,6 +737,37 @@ impl<S: Signer> Handler<S> {
         fields.insert("signatures".into(), Value::Array(signatures));
         (fields, errors, outcome)
     }
+}
+
+/// The answer for a request: its reply (the request's members, `fields`, `errors`), or a rejection when that
+/// reply would break the reply schema (a request member shadowing one of ours could do that).
+fn finish(
+    request: &Map<String, Value>,
+    kind: RequestType,
+    fields: Map<String, Value>,
+    errors: Vec<String>,
+    outcome: Outcome,
+) -> Answer {
+    let reply = Reply::new(request, kind, fields, errors).into_value();
+    match Schema::Reply.validate(&reply) {
+        Ok(()) => Answer::Reply {
+            body: reply.to_string().into(),
+            outcome,
+        },
+        Err(e) => Answer::Reject {
+            reason: format!("reply would not match its schema: {e}"),
+            class: RejectReason::InvalidReply,
+        },
+    }
+}
+
+/// A request's `created` time: RFC 3339, or the same without an offset (taken as UTC).
+fn parse_created(s: &str) -> Option<SystemTime> {
+    use time::format_description::well_known::Rfc3339;
+    let t = time::OffsetDateTime::parse(s, &Rfc3339)
+        .or_else(|_| time::OffsetDateTime::parse(&format!("{s}Z"), &Rfc3339))
+        .ok()?;
+    Some(t.into())
 }
 
 /// Decodes a base64 member, naming it in the error.
@@ -639,19 +859,150 @@ mod tests {
         });
         let health = Arc::new(Health::new());
         health.set_consuming(true);
-        let h = Handler::new(signer, keys, Some("/r/{creator}".into()), vec![])
+        let cfg = ServerConfig::from_yaml(
+            "{broker: {urls: [amqp://x]}, server: {listen_to: /q, reply_to: '/r/{creator}'}, \
+             signing: {keys: [{id: k}]}}",
+        )
+        .unwrap();
+        let h = Handler::new(signer, keys, &cfg)
+            .unwrap()
             .with_health(health.clone());
         (h, health)
     }
 
     fn clearsign(props: Map<String, Value>) -> IncomingMessage {
         let body = json!({"sig_key_id": "89ABCDEF01234567", "data": "aGk=", "request_id": "r1",
-            "created": "2026-01-01T00:00:00.000000Z", "requested_by": "me", "repo": "ns/r"});
+            "created": crate::requester::isodate_now(), "requested_by": "me", "repo": "ns/r"});
         IncomingMessage {
             body: body.to_string().into_bytes(),
             properties: props,
             ..Default::default()
         }
+    }
+
+    /// `m` with another request id.
+    fn with_id(mut m: IncomingMessage, id: &str) -> IncomingMessage {
+        let mut body: Map<String, Value> = serde_json::from_slice(&m.body).unwrap();
+        body.insert("request_id".into(), Value::String(id.into()));
+        m.body = Value::Object(body).to_string().into_bytes();
+        m
+    }
+
+    /// `m`'s body with `member` set to `value`.
+    fn with(mut m: IncomingMessage, member: &str, value: Value) -> IncomingMessage {
+        let mut body: Map<String, Value> = serde_json::from_slice(&m.body).unwrap();
+        body.insert(member.into(), value);
+        m.body = Value::Object(body).to_string().into_bytes();
+        m
+    }
+
+    /// The reply's outcome and `msg` document; panics on a rejection.
+    fn reply_of(handled: Handled) -> (Outcome, Value) {
+        match handled.decision {
+            Decision::Reply { message, outcome } => {
+                let doc: Value = serde_json::from_str(&message.body).unwrap();
+                (outcome, doc["msg"].clone())
+            }
+            Decision::Reject { reason, .. } => panic!("rejected: {reason}"),
+        }
+    }
+
+    #[tokio::test]
+    async fn a_repeated_request_gets_the_same_reply_and_a_reused_id_is_refused() {
+        let (h, _) = handler(0);
+        let m = clearsign(props("clearsign_signature"));
+        let (o1, first) = reply_of(h.handle(&m).await);
+        let (o2, again) = reply_of(h.handle(&m).await);
+        assert_eq!((o1, o2), (Outcome::Signed, Outcome::Signed));
+        assert_eq!(first, again, "the same reply, signature included");
+        assert_eq!(h.signer.calls.load(Ordering::SeqCst), 1, "signed once");
+        let other = with(m, "data", Value::String("b3RoZXI=".into()));
+        let (o, msg) = reply_of(h.handle(&other).await);
+        assert_eq!(o, Outcome::Conflict);
+        assert!(msg["signed_data"].is_null());
+        let e = msg["errors"][0].as_str().unwrap();
+        assert!(
+            e.contains("\"r1\" was already used for a different request"),
+            "{e}"
+        );
+        assert_eq!(h.signer.calls.load(Ordering::SeqCst), 1);
+    }
+
+    #[tokio::test]
+    async fn expired_oversized_and_redelivered_requests_are_answered_without_signing() {
+        let (h, _) = handler(0);
+        let old = with(
+            clearsign(props("clearsign_signature")),
+            "created",
+            Value::String("2020-01-01T00:00:00.000000Z".into()),
+        );
+        let (o, msg) = reply_of(h.handle(&old).await);
+        assert_eq!(o, Outcome::Expired);
+        assert!(
+            msg["errors"][0].as_str().unwrap().contains("expired"),
+            "{msg}"
+        );
+        let mut late = with_id(clearsign(props("clearsign_signature")), "late");
+        late.expires_at = Some(SystemTime::now() - Duration::from_secs(2));
+        let (o, msg) = reply_of(h.handle(&late).await);
+        assert_eq!(o, Outcome::Expired);
+        assert!(
+            msg["errors"][0].as_str().unwrap().contains("deadline"),
+            "{msg}"
+        );
+        let mut in_time = with_id(clearsign(props("clearsign_signature")), "in-time");
+        in_time.expires_at = Some(SystemTime::now() + Duration::from_secs(60));
+        assert_eq!(reply_of(h.handle(&in_time).await).0, Outcome::Signed);
+        let big = with(
+            with_id(clearsign(props("clearsign_signature")), "big"),
+            "data",
+            Value::String("QUFB".repeat(300_000)),
+        );
+        let (o, msg) = reply_of(h.handle(&big).await);
+        assert_eq!(o, Outcome::TooLarge);
+        assert!(
+            msg["errors"][0]
+                .as_str()
+                .unwrap()
+                .contains("at most 1048576"),
+            "{msg}"
+        );
+        let mut again = with_id(clearsign(props("clearsign_signature")), "again");
+        again.delivery_count = 5;
+        let (o, msg) = reply_of(h.handle(&again).await);
+        assert_eq!(o, Outcome::Redelivered);
+        assert!(
+            msg["errors"][0]
+                .as_str()
+                .unwrap()
+                .contains("delivered 6 times"),
+            "{msg}"
+        );
+        let bad_time = with(
+            with_id(clearsign(props("clearsign_signature")), "bad-time"),
+            "created",
+            Value::String("yesterday".into()),
+        );
+        assert_eq!(reply_of(h.handle(&bad_time).await).0, Outcome::Schema);
+        assert_eq!(
+            h.signer.calls.load(Ordering::SeqCst),
+            1,
+            "only in-time was signed"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_briefly_failing_signer_is_tried_again_and_its_error_is_not_kept() {
+        let (h, _) = handler(1);
+        let (o, _) = reply_of(h.handle(&clearsign(props("clearsign_signature"))).await);
+        assert_eq!(o, Outcome::Signed, "the second attempt signs");
+        let (h, _) = handler(3);
+        let m = clearsign(props("clearsign_signature"));
+        assert_eq!(reply_of(h.handle(&m).await).0, Outcome::Signer);
+        assert_eq!(h.signer.calls.load(Ordering::SeqCst), 3, "three attempts");
+        // Not remembered: a resend is signed (the signer works again by now).
+        let (o, _) = reply_of(h.handle(&m).await);
+        assert_eq!(o, Outcome::Signed);
     }
 
     fn props(mtype: &str) -> Map<String, Value> {
@@ -708,7 +1059,9 @@ mod tests {
                 ..
             }
         ));
-        let handled = h.handle(&clearsign(props("no_such_type"))).await;
+        let handled = h
+            .handle(&with_id(clearsign(props("no_such_type")), "r2"))
+            .await;
         assert_eq!(handled.kind, "unknown");
         assert!(matches!(
             handled.decision,

@@ -7,9 +7,11 @@
 //! It keeps [`Metrics`] and [`health::Health`] up to date (connections, consuming, per-request outcomes);
 //! [`endpoints`] serves them over HTTP.
 
+pub mod authorize;
 pub mod endpoints;
 pub mod handler;
 pub mod health;
+pub mod recent;
 pub mod reply_address;
 pub mod trace_context;
 

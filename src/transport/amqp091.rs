@@ -198,6 +198,14 @@ impl Transport for Amqp091 {
         if let Some(ttl) = msg.ttl {
             props = props.with_expiration(ttl.as_millis().to_string().into());
         }
+        if let Some(u) = &msg.user_id {
+            props = props.with_user_id(u.as_str().into());
+        }
+        // 0-9-1 timestamps are whole seconds; with `expiration` they give the consumer the message's deadline.
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        props = props.with_timestamp(now);
         let address = msg.address.clone();
         let lost = |e: lapin::Error| TransportError::Lost(e.to_string());
         let confirm = async {
@@ -412,8 +420,30 @@ fn from_delivery(d: &lapin::message::Delivery) -> IncomingMessage {
         body: decode_amqp1_body(&d.data).unwrap_or_else(|| d.data.clone()),
         properties,
         reply_to: d.properties.reply_to().as_ref().map(|r| r.to_string()),
-        delivery_count: u32::from(d.redelivered),
+        delivery_count: delivery_count(d),
+        user_id: d.properties.user_id().as_ref().map(|u| u.to_string()),
+        expires_at: expires_at(&d.properties),
     }
+}
+
+/// Earlier deliveries: quorum queues count them (`x-delivery-count`); elsewhere only `redelivered` is known.
+fn delivery_count(d: &lapin::message::Delivery) -> u32 {
+    let counted = d.properties.headers().as_ref().and_then(|h| {
+        h.inner().iter().find_map(|(k, v)| {
+            (k.as_str() == "x-delivery-count").then(|| header_to_json(v).as_u64())
+        })
+    });
+    match counted.flatten() {
+        Some(n) => u32::try_from(n).unwrap_or(u32::MAX),
+        None => u32::from(d.redelivered),
+    }
+}
+
+/// The deadline a sender set: `timestamp` (seconds) + `expiration` (milliseconds), when both are present.
+fn expires_at(p: &BasicProperties) -> Option<std::time::SystemTime> {
+    let sent = (*p.timestamp())?;
+    let ttl_ms: u64 = p.expiration().as_ref()?.as_str().parse().ok()?;
+    Some(std::time::UNIX_EPOCH + Duration::from_secs(sent) + Duration::from_millis(ttl_ms))
 }
 
 /// The 0-9-1 `type` RabbitMQ uses for payloads that are AMQP 1.0 encoded sections.

@@ -20,7 +20,9 @@ use fe2o3_amqp::types::definitions::{AmqpError, Error as AmqpErrorFrame};
 use fe2o3_amqp::types::messaging::{
     ApplicationProperties, Body, Header, Message, Outcome, Properties, Target,
 };
-use fe2o3_amqp::types::primitives::{OrderedMap, SimpleValue, Value as AmqpValue};
+use fe2o3_amqp::types::primitives::{
+    Binary, OrderedMap, SimpleValue, Timestamp, Value as AmqpValue,
+};
 use fe2o3_amqp::{Connection, Receiver, Sender, Session};
 use serde_json::{Map, Value};
 use std::time::Duration;
@@ -517,9 +519,17 @@ fn to_amqp(msg: OutgoingMessage) -> Message<fe2o3_amqp::types::messaging::AmqpVa
     for (k, v) in msg.properties {
         props.insert(k, json_to_simple(v));
     }
+    // Stamp creation and expiry so a consumer can refuse the message once it is too old to be wanted.
+    let now = unix_millis(std::time::SystemTime::now());
+    let expiry = msg.ttl.map(|t| {
+        Timestamp::from_milliseconds(now + t.as_millis().min(i64::MAX as u128 / 2) as i64)
+    });
     let properties = Properties {
         to: Some(msg.address),
         reply_to: msg.reply_to,
+        user_id: msg.user_id.map(|u| Binary::from(u.into_bytes())),
+        creation_time: Some(Timestamp::from_milliseconds(now)),
+        absolute_expiry_time: expiry,
         ..Default::default()
     };
     let header = Header {
@@ -581,6 +591,28 @@ fn from_amqp(message: Message<Body<AmqpValue>>) -> IncomingMessage {
         }
     }
     let reply_to = message.properties.as_ref().and_then(|p| p.reply_to.clone());
+    let user_id = message
+        .properties
+        .as_ref()
+        .and_then(|p| p.user_id.as_ref())
+        .and_then(|u| String::from_utf8(u.to_vec()).ok());
+    let expires_at = message.properties.as_ref().and_then(|p| {
+        let ttl = message.header.as_ref().and_then(|h| h.ttl);
+        let at = match (
+            p.absolute_expiry_time.as_ref(),
+            p.creation_time.as_ref(),
+            ttl,
+        ) {
+            (Some(at), _, _) => at.milliseconds(),
+            (None, Some(created), Some(ttl)) => {
+                created.milliseconds().saturating_add(i64::from(ttl))
+            }
+            _ => return None,
+        };
+        u64::try_from(at)
+            .ok()
+            .map(|ms| std::time::UNIX_EPOCH + Duration::from_millis(ms))
+    });
     let delivery_count = message.header.as_ref().map_or(0, |h| h.delivery_count);
     let body = match message.body {
         Body::Value(v) => match v.0 {
@@ -597,7 +629,15 @@ fn from_amqp(message: Message<Body<AmqpValue>>) -> IncomingMessage {
         properties,
         reply_to,
         delivery_count,
+        user_id,
+        expires_at,
     }
+}
+
+/// Milliseconds since the Unix epoch (0 for times before it).
+fn unix_millis(t: std::time::SystemTime) -> i64 {
+    t.duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis().min(i64::MAX as u128) as i64)
 }
 
 #[cfg(test)]

@@ -32,6 +32,9 @@ pub struct OutgoingMessage {
     pub ttl: Option<Duration>,
     /// Ask the broker to keep the message on disk.
     pub durable: bool,
+    /// The AMQP `user-id`: the publisher's broker user name. Brokers that validate it (RabbitMQ) refuse the
+    /// message when it is not the connection's authenticated user.
+    pub user_id: Option<String>,
 }
 
 /// A message received from a subscription.
@@ -45,6 +48,10 @@ pub struct IncomingMessage {
     pub reply_to: Option<String>,
     /// How many earlier deliveries of this message failed (0 on first delivery).
     pub delivery_count: u32,
+    /// The AMQP `user-id`, when set (validated by brokers such as RabbitMQ).
+    pub user_id: Option<String>,
+    /// When the sender said the message expires (`absolute-expiry-time`, or creation time + TTL).
+    pub expires_at: Option<std::time::SystemTime>,
 }
 
 /// What went wrong while talking to the broker.
@@ -95,6 +102,76 @@ pub trait Transport: Send + Sync + 'static {
 
     /// Closes the connection politely. Unsettled deliveries are redelivered by the broker.
     fn close(&self) -> impl Future<Output = ()> + Send;
+}
+
+/// Opens connections to a broker: what lets a client reconnect after the broker went away.
+pub trait Connect: Send + Sync {
+    /// The connection type.
+    type Conn: Transport;
+    /// Opens a new connection.
+    fn connect(&self) -> impl Future<Output = Result<Self::Conn, TransportError>> + Send;
+    /// The broker user messages are published as, when known: set as their AMQP `user-id`, which a broker
+    /// like RabbitMQ validates, so a server can trust it as the publisher's identity.
+    fn user_id(&self) -> Option<&str> {
+        None
+    }
+}
+
+/// Connects with a [`BrokerConfig`] under a client container id.
+#[derive(Debug, Clone)]
+pub struct Connector {
+    /// Where and how.
+    pub config: BrokerConfig,
+    /// The AMQP container id (AMQP 1.0) / connection name (0-9-1).
+    pub container_id: String,
+}
+
+impl Connect for Connector {
+    type Conn = Broker;
+
+    async fn connect(&self) -> Result<Broker, TransportError> {
+        connect(&self.config, &self.container_id).await
+    }
+
+    fn user_id(&self) -> Option<&str> {
+        match self.config.sasl {
+            Sasl::Plain => self.config.username.as_deref(),
+            _ => None,
+        }
+    }
+}
+
+/// A [`Connect`] whose first connection is already open (so a caller can report a first failure its own way);
+/// later ones come from `inner`.
+pub struct Primed<C: Connect> {
+    first: std::sync::Mutex<Option<C::Conn>>,
+    inner: C,
+}
+
+impl<C: Connect> Primed<C> {
+    /// Hands out `first` once, then connects with `inner`.
+    pub fn new(first: C::Conn, inner: C) -> Self {
+        Primed {
+            first: std::sync::Mutex::new(Some(first)),
+            inner,
+        }
+    }
+}
+
+impl<C: Connect> Connect for Primed<C> {
+    type Conn = C::Conn;
+
+    async fn connect(&self) -> Result<C::Conn, TransportError> {
+        let first = self.first.lock().map(|mut f| f.take()).unwrap_or(None);
+        match first {
+            Some(conn) => Ok(conn),
+            None => self.inner.connect().await,
+        }
+    }
+
+    fn user_id(&self) -> Option<&str> {
+        self.inner.user_id()
+    }
 }
 
 /// How a client authenticates with SASL.

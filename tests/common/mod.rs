@@ -437,12 +437,12 @@ impl Bed {
         let vars =
             requester::template_vars(&cfg, "tester", &input.task_id, input.requester.as_deref());
         let listen = requester::format_address(&cfg.topic_listen_to, &vars).unwrap();
-        let conn = connect(&self.env, "bed-requester").await;
+        let connect = connector(&self.env, "bed-requester");
         let started = Instant::now();
         let retry = requester::Retry::from_config(&cfg);
-        let ex = requester::send_and_receive(&conn, &requests, &listen, "request_id", retry).await;
+        let ex =
+            requester::send_and_receive(&connect, &requests, &listen, "request_id", retry).await;
         let elapsed = started.elapsed();
-        signbus::transport::Transport::close(&conn).await;
         (requests, ex, elapsed)
     }
 }
@@ -454,13 +454,24 @@ impl Drop for Bed {
     }
 }
 
-/// An AMQP 1.0 connection to the testenv broker.
+/// A connection to the testenv broker (over the suite's requester protocol).
 pub async fn connect(env: &Env, name: &str) -> signbus::transport::Broker {
-    let cfg = signbus::transport::BrokerConfig {
-        urls: vec![env.amqp_url().into()],
-        ..Default::default()
-    };
-    signbus::transport::connect(&cfg, name).await.unwrap()
+    signbus::transport::Connect::connect(&connector(env, name))
+        .await
+        .unwrap()
+}
+
+/// What opens connections to the testenv broker (over the suite's requester protocol), for requesters that
+/// reconnect.
+pub fn connector(env: &Env, name: &str) -> signbus::transport::Connector {
+    signbus::transport::Connector {
+        config: signbus::transport::BrokerConfig {
+            urls: vec![env.amqp_url().into()],
+            protocol: protocol_of(&requester_protocol()),
+            ..Default::default()
+        },
+        container_id: name.to_owned(),
+    }
 }
 
 /// Runs a program; returns (exit code, stdout, stderr).
