@@ -23,15 +23,22 @@ fi
 
 testenv/up.sh
 
+# Tests that kill and restart the shared broker run alone, after the others.
+RESTARTS='binary(broker_restart_loses_nothing)'
+
 # 1. Everything, with server and requester on AMQP 1.0.
 SIGNBUS_TEST_PROTOCOL=amqp1 SIGNBUS_TEST_REQUESTER_PROTOCOL=amqp1 \
-    cargo nextest run --no-fail-fast --success-output final "$@"
+    cargo nextest run --no-fail-fast --success-output final -E "not $RESTARTS" "$@"
+SIGNBUS_TEST_PROTOCOL=amqp1 SIGNBUS_TEST_REQUESTER_PROTOCOL=amqp1 \
+    cargo nextest run --no-fail-fast --success-output final -E "$RESTARTS"
 
 # 2. The same broker-facing tests over the other protocol combinations (one suite, parametrised).
-BROKER_TESTS='binary(/^(container|bad|cli|every|sigterm|sigkill|pubtools|metrics|logs|signed_images|topology|verify_agrees)/)'
+BROKER_TESTS='binary(/^(container|bad|cli|every|sigterm|sigkill|pubtools|metrics|logs|signed_images|topology|verify_agrees|authoriz)/)'
 for combo in "amqp091 amqp091" "amqp1 amqp091" "amqp091 amqp1"; do
     set -- $combo
     echo "test.sh: server over $1, requester over $2" >&2
     SIGNBUS_TEST_PROTOCOL=$1 SIGNBUS_TEST_REQUESTER_PROTOCOL=$2 \
         cargo nextest run --no-fail-fast -E "$BROKER_TESTS"
+    SIGNBUS_TEST_PROTOCOL=$1 SIGNBUS_TEST_REQUESTER_PROTOCOL=$2 \
+        cargo nextest run --no-fail-fast --success-output final -E "$RESTARTS"
 done

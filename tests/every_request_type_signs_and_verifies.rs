@@ -226,7 +226,7 @@ async fn one_bad_claim_fails_only_itself_in_a_batch() {
             {"claim_file": claim("registry.example.com/ns/evil:1"), "sig_keynames": [""], "sig_key_ids": [short], "manifest_digest": digest, "repo": "ns/a"},
             {"claim_file": claim("registry.example.com/ns/a:3"), "sig_keynames": ["", ""], "sig_key_ids": [short, "DEADBEEF"], "manifest_digest": digest, "repo": "ns/a"},
         ],
-        "request_id": "batch-1", "created": "2026-11-27T09:05:57.057454Z", "requested_by": "tester", "pipeline_run_id": task,
+        "request_id": "batch-1", "created": signbus::requester::isodate_now(), "requested_by": "tester", "pipeline_run_id": task,
     });
     let props = json!({"service": "pubtools-sign", "environment": "test", "owner_id": "tester", "mtype": "batch", "source": "metadata", "pipeline_run_id": task});
     let mut client = RawClient::open(env, &task).await;
@@ -281,7 +281,7 @@ async fn malformed_requests_of_every_type_get_errors_naming_the_field() {
     let short = &env.key_ed25519()[32..];
     let task = unique("t");
     let base = |mtype: &str, id: &str, extra: Value| {
-        let mut body = json!({"sig_key_id": short, "request_id": id, "created": "2026-11-27T09:05:57Z",
+        let mut body = json!({"sig_key_id": short, "request_id": id, "created": signbus::requester::isodate_now(),
                               "requested_by": "tester", "repo": "", "pub_task_id": task});
         body.as_object_mut()
             .unwrap()

@@ -35,7 +35,7 @@ async fn reply_and_log_lines_continue_the_requests_trace() {
     let id = unique("req");
     let body = json!({
         "sig_key_id": &rsa[rsa.len() - 8..], "claim_file": claim, "request_id": id,
-        "created": "2026-11-27T09:05:56.465511Z", "requested_by": "tracer", "repo": "ns/repo",
+        "created": signbus::requester::isodate_now(), "requested_by": "tracer", "repo": "ns/repo",
         "pub_task_id": task, "manifest_digest": DIGEST,
     });
     let props = json!({

@@ -25,7 +25,7 @@ fn request(
         r#"{{"critical": {{"type": "atomic container signature", "image": {{"docker-manifest-digest": "{DIGEST}"}}, "identity": {{"docker-reference": "registry.example.com/ns/repo:1"}}}}, "optional": {{"creator": "t"}}}}"#
     ));
     let body = json!({
-        "sig_key_id": key, "claim_file": claim, "request_id": id, "created": "2026-11-27T09:05:56.465511Z",
+        "sig_key_id": key, "claim_file": claim, "request_id": id, "created": signbus::requester::isodate_now(),
         "requested_by": "tester", "repo": "ns/repo", "pub_task_id": task, "manifest_digest": digest,
     });
     let props =

@@ -355,28 +355,31 @@ impl<'a> Run<'a> {
             .map(|r| r.id.as_str())
             .filter(|id| !self.sent.contains(id))
             .collect();
-        let sends = pending.iter().map(|r| {
-            let first = first_time.contains(r.id.as_str());
-            async move {
-                let sent = transport
-                    .publish(OutgoingMessage {
-                        address: r.address.clone(),
-                        body: Value::Object(r.body.clone()).to_string(),
-                        properties: r.properties.clone(),
-                        reply_to: None,
-                        ttl: Some(ttl),
-                        durable: true,
-                        user_id: user_id.map(str::to_owned),
-                    })
-                    .await;
-                if sent.is_ok() && first {
-                    progress.sent();
+        let sends: Vec<_> = pending
+            .iter()
+            .map(|r| {
+                let first = first_time.contains(r.id.as_str());
+                async move {
+                    let sent = transport
+                        .publish(OutgoingMessage {
+                            address: r.address.clone(),
+                            body: Value::Object(r.body.clone()).to_string(),
+                            properties: r.properties.clone(),
+                            reply_to: None,
+                            ttl: Some(ttl),
+                            durable: true,
+                            user_id: user_id.map(str::to_owned),
+                        })
+                        .await;
+                    if sent.is_ok() && first {
+                        progress.sent();
+                    }
+                    sent.map(|()| r.id.as_str())
                 }
-                sent.map(|()| r.id.as_str())
-            }
-        });
+            })
+            .collect();
         let mut failure = None;
-        for result in futures_join_all(sends).await {
+        for result in futures_join_all(sends.into_iter()).await {
             match result {
                 Ok(id) => {
                     self.sent.insert(id);

@@ -85,17 +85,46 @@ pub fn unique(prefix: &str) -> String {
 
 /// Declares a request queue `name` (dead-lettering into `name.dead`) through the management API.
 pub fn declare_request_queue(env: &Env, name: &str) {
+    declare_queues(env, name, false);
+}
+
+/// As [`declare_request_queue`], durable: the queues survive a broker restart.
+pub fn declare_durable_request_queue(env: &Env, name: &str) {
+    declare_queues(env, name, true);
+}
+
+fn declare_queues(env: &Env, name: &str, durable: bool) {
     let dead = format!("{name}.dead");
     mgmt(
         env,
         "PUT",
         &format!("/api/queues/%2F/{dead}"),
-        r#"{"durable":false,"auto_delete":false}"#,
+        &format!(r#"{{"durable":{durable},"auto_delete":false}}"#),
     );
     let args = format!(
-        r#"{{"durable":false,"auto_delete":false,"arguments":{{"x-dead-letter-exchange":"","x-dead-letter-routing-key":"{dead}"}}}}"#
+        r#"{{"durable":{durable},"auto_delete":false,"arguments":{{"x-dead-letter-exchange":"","x-dead-letter-routing-key":"{dead}"}}}}"#
     );
     mgmt(env, "PUT", &format!("/api/queues/%2F/{name}"), &args);
+}
+
+/// Kills the testenv broker with SIGKILL, keeps it down for `down`, starts it again with its data, and waits
+/// until it is ready (testenv/restart-broker.sh). Returns how long the broker was unavailable.
+pub fn restart_broker(env: &Env, down: Duration) -> Duration {
+    let script = std::path::Path::new(env.get("SIGNBUS_TESTENV_DIR"))
+        .parent()
+        .unwrap()
+        .join("restart-broker.sh");
+    let started = Instant::now();
+    let out = Command::new(&script)
+        .arg(down.as_secs().to_string())
+        .output()
+        .expect("restart-broker.sh runs");
+    assert!(
+        out.status.success(),
+        "restart-broker.sh failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    started.elapsed()
 }
 
 /// Deletes a queue (and its dead-letter queue).
@@ -575,8 +604,9 @@ impl RawClient {
 pub fn signbus_bin() -> PathBuf {
     PathBuf::from(env!("CARGO_BIN_EXE_signbus"))
 }
-/// Sends `n` requests to a server (max_in_flight 8), calls `stop` on it after 30 replies, starts a second server on
-/// the same queue, and checks that every request is answered without errors. Returns what `stop` returned and
+
+/// Sends `n` requests to a server (max_in_flight 8); after 30 replies starts a second server on the same queue and
+/// calls `stop` on the first while the second consumes, and checks that every request is answered without errors. Returns what `stop` returned and
 /// a [`Bed`] holding the second server (dropping it stops the server, then deletes the queue).
 pub async fn every_request_answered_across_a_stop<T: Send + 'static>(
     prefix: &str,
@@ -637,13 +667,14 @@ pub async fn every_request_answered_across_a_stop<T: Send + 'static>(
         assert_eq!(v["msg"]["errors"], serde_json::Value::Array(vec![]), "{v}");
         answered.insert(v["msg"]["request_id"].as_str().unwrap().to_owned());
         if answered.len() == 30 && second.is_none() {
+            // The second server consumes the same queue before the first is stopped.
+            second = Some(Server::start(&config));
             let (server, stop) = first.take().unwrap();
             stopped = Some(
                 tokio::task::spawn_blocking(move || stop(server))
                     .await
                     .unwrap(),
             );
-            second = Some(Server::start(&config));
         }
     }
     let (Some(stopped), Some(second)) = (stopped, second) else {
