@@ -82,6 +82,9 @@ pub async fn run<S: Signer>(
             }
         };
         backoff = Duration::from_millis(200);
+        // Cancelled when a reply publish finds the connection unusable: reconnect, even if the request link
+        // still delivers (otherwise every request would be released and redelivered in a loop).
+        let broken = CancellationToken::new();
         health.set_consuming(true);
         tracing::info!(address = %cfg.server.listen_to, max_in_flight = cfg.server.max_in_flight, "consuming");
         let lost = loop {
@@ -91,22 +94,29 @@ pub async fn run<S: Signer>(
             };
             let delivery = tokio::select! {
                 _ = shutdown.cancelled() => break false,
+                _ = broken.cancelled() => break true,
                 d = sub.next() => d,
             };
             while tasks.try_join_next().is_some() {}
             let Some(delivery) = delivery else { break true };
-            let (handler, transport, metrics) =
-                (handler.clone(), transport.clone(), metrics.clone());
+            let (handler, transport, metrics, broken) = (
+                handler.clone(),
+                transport.clone(),
+                metrics.clone(),
+                broken.clone(),
+            );
             tasks.spawn(async move {
-                process(&handler, transport.as_ref(), delivery, &metrics).await;
+                process(&handler, transport.as_ref(), delivery, &metrics, &broken).await;
                 drop(permit);
             });
         };
         health.set_consuming(false);
         if lost {
             tracing::warn!(
-                "request link lost; reconnecting (unsettled requests will be redelivered)"
+                "broker connection lost; reconnecting (unsettled requests will be redelivered)"
             );
+            drop(sub);
+            transport.close().await;
             continue;
         }
         // Shutdown: stop the flow, release what was prefetched, let in-flight work finish.
@@ -202,12 +212,14 @@ impl Drop for InFlight<'_> {
     }
 }
 
-/// Handles one delivery from receipt to settlement. Nothing here can skip the settlement.
+/// Handles one delivery from receipt to settlement. Nothing here can skip the settlement. Cancels `broken`
+/// when the reply could not be published because the connection is unusable.
 async fn process<S: Signer, T: Transport>(
     handler: &Handler<S>,
     transport: &T,
     delivery: Delivery,
     metrics: &Metrics,
+    broken: &CancellationToken,
 ) {
     let mut tally = InFlight::start(metrics, handler::type_label(&delivery.message().properties));
     let handler::Handled {
@@ -236,6 +248,9 @@ async fn process<S: Signer, T: Transport>(
                     }
                     Err(e) => {
                         tracing::warn!(error = %e, "reply not confirmed; releasing the request for redelivery");
+                        if matches!(e, TransportError::Lost(_)) {
+                            broken.cancel();
+                        }
                         (Settlement::Release, "released", None)
                     }
                 }

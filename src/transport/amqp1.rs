@@ -252,17 +252,35 @@ impl Engine {
                 None => self.senders[start % SENDERS].lock().await,
             };
         // Unconstrained: the send must not yield between handing the transfer to the session and recording
-        // it as unsettled (see `Amqp1`).
-        let outcome = tokio::time::timeout(
-            self.publish_timeout,
-            tokio::task::unconstrained(sender.send(message)),
-        )
-        .await
-        .map_err(|_| TransportError::Timeout {
-            address: address.clone(),
-            timeout: self.publish_timeout,
-        })?
-        .map_err(|e| TransportError::Lost(e.to_string()))?;
+        // it as unsettled (see `Amqp1`). A broker that ends the session instead of settling (RabbitMQ does for
+        // a user-id that is not the connection's user) leaves the send waiting forever: watch for that.
+        let ended = async {
+            loop {
+                tokio::time::sleep(Duration::from_millis(200)).await;
+                if self.link.lock().await.session.is_ended() {
+                    return;
+                }
+            }
+        };
+        let send = async {
+            tokio::select! {
+                biased;
+                r = tokio::task::unconstrained(sender.send(message)) => {
+                    r.map_err(|e| TransportError::Lost(e.to_string()))
+                }
+                () = ended => Err(TransportError::Lost(
+                    "the broker ended the publishing session instead of settling the message (see the broker \
+                     log: e.g. a user-id that is not the connection's user)"
+                        .into(),
+                )),
+            }
+        };
+        let outcome = tokio::time::timeout(self.publish_timeout, send)
+            .await
+            .map_err(|_| TransportError::Timeout {
+                address: address.clone(),
+                timeout: self.publish_timeout,
+            })??;
         drop(sender);
         match outcome {
             Outcome::Accepted(_) => Ok(()),

@@ -549,15 +549,27 @@ impl RawClient {
 
     /// Publishes `body` (JSON text or anything else) with `properties` (a JSON object) to `address`.
     pub async fn send(&self, address: &str, body: String, properties: &serde_json::Value) {
+        self.try_send(address, body, properties, None)
+            .await
+            .unwrap();
+    }
+
+    /// As [`RawClient::send`], with an AMQP `user-id`, returning what the broker said.
+    pub async fn try_send(
+        &self,
+        address: &str,
+        body: String,
+        properties: &serde_json::Value,
+        user_id: Option<&str>,
+    ) -> Result<(), signbus::transport::TransportError> {
         let message = signbus::transport::OutgoingMessage {
             address: address.to_owned(),
             body,
             properties: properties.as_object().cloned().unwrap_or_default(),
+            user_id: user_id.map(str::to_owned),
             ..Default::default()
         };
-        signbus::transport::Transport::publish(&self.conn, message)
-            .await
-            .unwrap();
+        signbus::transport::Transport::publish(&self.conn, message).await
     }
 
     /// The next reply, accepted off the queue; panics after `timeout` (with `context()` in the message).

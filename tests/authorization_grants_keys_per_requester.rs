@@ -1,0 +1,150 @@
+//! Who may sign with which key: a request for a key its requester was not granted is refused with an error reply
+//! that says so; a granted one is signed. The identity is the AMQP user-id the broker validated when the server
+//! trusts it (a forged user-id is refused by the broker itself), and otherwise the request's `requested_by`,
+//! logged as unauthenticated.
+
+mod common;
+
+use base64::engine::general_purpose::STANDARD;
+use base64::Engine;
+use common::*;
+use serde_json::{json, Value};
+
+const DIGEST: &str = "sha256:5feceb66ffc86f38d952786c6d696c79c2dbc239dd4e91b46729d73a27fb57e9";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn only_granted_keys_sign_for_the_authenticated_or_declared_requester() {
+    let env = Env::load();
+    let queue = unique("authz");
+    declare_request_queue(&env, &queue);
+    // RabbitMQ maps the suite's anonymous connections to its user `guest`.
+    let config = format!(
+        "{}authorization:\n  trust_user_id: true\n  grants:\n    - {{requester: guest, keys: [ed25519], repositories: [\"ns/\"]}}\n    - {{requester: tester, keys: [rsa]}}\n",
+        server_config(&env, &queue, "")
+    );
+    let server = Server::start(&config);
+    let task = unique("task");
+    let key_ids = std::collections::HashMap::from([
+        ("ed25519", env.key_ed25519().to_owned()),
+        ("rsa", env.key_rsa().to_owned()),
+    ]);
+    let request = |id: &str, key: &str, repo: &str| {
+        let claim = format!(
+            r#"{{"critical": {{"type": "atomic container signature", "image": {{"docker-manifest-digest": "{DIGEST}"}}, "identity": {{"docker-reference": "registry.example.com/{repo}:1"}}}}, "optional": {{}}}}"#
+        );
+        json!({
+            "sig_keyname": key, "sig_key_id": key_ids[key], "claim_file": STANDARD.encode(claim), "request_id": id,
+            "created": signbus::requester::isodate_now(), "requested_by": "tester", "repo": repo,
+            "pub_task_id": task, "manifest_digest": DIGEST,
+        })
+        .to_string()
+    };
+    let props = json!({"mtype": "container_signature", "owner_id": "tester", "pub_task_id": task});
+    // (request id, key, repository, AMQP user-id, expected: Ok(()) signed / Err(text in the error))
+    type Case<'a> = (
+        &'a str,
+        &'a str,
+        &'a str,
+        Option<&'a str>,
+        Result<(), &'a str>,
+    );
+    let cases: Vec<Case> = vec![
+        ("a-guest-ed", "ed25519", "ns/app", Some("guest"), Ok(())),
+        (
+            "a-guest-rsa",
+            "rsa",
+            "ns/app",
+            Some("guest"),
+            Err("requester guest is not authorised to sign with key rsa"),
+        ),
+        (
+            "a-guest-repo",
+            "ed25519",
+            "other/app",
+            Some("guest"),
+            Err("not authorised to sign for repository \"other/app\""),
+        ),
+        ("a-tester-rsa", "rsa", "any/app", None, Ok(())),
+        (
+            "a-tester-ed",
+            "ed25519",
+            "ns/app",
+            None,
+            Err("requester tester (unauthenticated) is not authorised to sign with key ed25519"),
+        ),
+    ];
+    let mut client = RawClient::open(&env, &task).await;
+    let address = format!("/queues/{queue}");
+    for (id, key, repo, user, _) in &cases {
+        client
+            .try_send(&address, request(id, key, repo), &props, *user)
+            .await
+            .unwrap();
+    }
+    // A user-id that is not the connection's user never reaches the server: the broker refuses it.
+    let forged = client
+        .try_send(
+            &address,
+            request("a-forged", "ed25519", "ns/app"),
+            &props,
+            Some("alice"),
+        )
+        .await;
+    assert!(
+        matches!(forged, Err(signbus::transport::TransportError::Lost(_))),
+        "the broker accepted a forged user-id: {forged:?}"
+    );
+    // The forged publish may have cost the connection (0-9-1 closes the channel): read replies on a new one.
+    let got = {
+        let mut got = std::collections::HashMap::new();
+        while got.len() < cases.len() {
+            let v = client
+                .next_reply(std::time::Duration::from_secs(20), || server.logs())
+                .await;
+            got.insert(v["msg"]["request_id"].as_str().unwrap().to_owned(), v);
+        }
+        got
+    };
+    for (id, key, _, _, expected) in &cases {
+        let msg = &got[*id]["msg"];
+        match expected {
+            Ok(()) => {
+                assert_eq!(msg["errors"], json!([]), "{id}: {msg}");
+                let sig = STANDARD
+                    .decode(msg["signed_claim"].as_str().unwrap())
+                    .unwrap();
+                assert_eq!(
+                    gpg_payload(&env, &sig),
+                    STANDARD
+                        .decode(msg["claim_file"].as_str().unwrap())
+                        .unwrap(),
+                    "{id}: signed with {key}"
+                );
+            }
+            Err(needle) => {
+                assert_eq!(msg["signed_claim"], Value::Null, "{id}: {msg}");
+                let e = msg["errors"][0].as_str().unwrap_or_default();
+                assert!(e.contains(needle), "{id}: {e:?} lacks {needle:?}");
+            }
+        }
+    }
+    assert!(
+        !got.contains_key("a-forged"),
+        "the forged request was answered"
+    );
+    let logs = server.logs();
+    assert!(logs.contains("tester (unauthenticated)"), "{logs}");
+    let metrics = server.scrape();
+    assert_eq!(
+        metric_sum(
+            &metrics,
+            "signbus_requests_total",
+            &[("outcome", "forbidden")]
+        ),
+        3.0
+    );
+    println!("authorization: 2 granted requests signed, 3 refused, 1 forged user-id refused by the broker");
+    client.close().await;
+    drop(server);
+    delete_request_queue(&env, &queue);
+}
