@@ -847,6 +847,11 @@ mod tests {
     const FPR: &str = "0123456789ABCDEF0123456789ABCDEF01234567";
 
     fn handler(failures: usize) -> (Handler<Flaky>, Arc<Health>) {
+        handler_with(failures, "")
+    }
+
+    /// A handler whose `server:` section also has `extra` (YAML flow members, each followed by `, `).
+    fn handler_with(failures: usize, extra: &str) -> (Handler<Flaky>, Arc<Health>) {
         let keys = KeyRing::new(vec![ResolvedKey {
             fingerprint: FPR.into(),
             name: Some("k".into()),
@@ -859,10 +864,10 @@ mod tests {
         });
         let health = Arc::new(Health::new());
         health.set_consuming(true);
-        let cfg = ServerConfig::from_yaml(
-            "{broker: {urls: [amqp://x]}, server: {listen_to: /q, reply_to: '/r/{creator}'}, \
-             signing: {keys: [{id: k}]}}",
-        )
+        let cfg = ServerConfig::from_yaml(&format!(
+            "{{broker: {{urls: [amqp://x]}}, server: {{{extra}listen_to: /q, reply_to: '/r/{{creator}}'}}, \
+             signing: {{keys: [{{id: k}}]}}}}"
+        ))
         .unwrap();
         let h = Handler::new(signer, keys, &cfg)
             .unwrap()
@@ -1003,6 +1008,25 @@ mod tests {
         // Not remembered: a resend is signed (the signer works again by now).
         let (o, _) = reply_of(h.handle(&m).await);
         assert_eq!(o, Outcome::Signed);
+    }
+
+    #[tokio::test]
+    async fn a_batch_with_too_many_claims_is_refused_by_its_schema() {
+        let (h, _) = handler_with(0, "max_message_bytes: 16777216, ");
+        let claim = json!({"claim_file": "e30=", "sig_keynames": [""], "sig_key_ids": ["89ABCDEF01234567"],
+            "manifest_digest": format!("sha256:{}", "a".repeat(64)), "repo": "ns/r"});
+        let body = json!({"claims": vec![claim; 10_001], "request_id": "b", "requested_by": "me",
+            "created": crate::requester::isodate_now()});
+        let m = IncomingMessage {
+            body: body.to_string().into_bytes(),
+            properties: props("batch"),
+            ..Default::default()
+        };
+        let (o, msg) = reply_of(h.handle(&m).await);
+        assert_eq!(o, Outcome::Schema);
+        let e = msg["errors"][0].as_str().unwrap();
+        assert!(e.contains("/claims") && e.contains("10000"), "{e}");
+        assert_eq!(h.signer.calls.load(Ordering::SeqCst), 0);
     }
 
     fn props(mtype: &str) -> Map<String, Value> {
