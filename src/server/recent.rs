@@ -298,21 +298,26 @@ mod tests {
         assert_eq!((b.value, b.replayed), (2, false));
     }
 
-    #[tokio::test]
-    async fn capacity_and_age_bound_the_cache() {
-        let cache = RecentReplies::new(3, 1 << 20, Duration::from_millis(200));
-        for i in 0..10u8 {
+    /// Answers `n` distinct requests, checking after each that at most `most` are kept.
+    async fn fill(cache: &RecentReplies<u8>, n: u8, most: usize) {
+        for i in 0..n {
             let id = format!("r{i}");
-            cache
+            let made = cache
                 .answer(
                     &id,
                     fingerprint("t", &[i]),
                     || async move { Ok::<u8, u8>(i) },
                 )
-                .await
-                .unwrap();
-            assert!(cache.len() <= 3, "{} kept", cache.len());
+                .await;
+            assert_eq!(made.map(|k| k.value), Ok(i));
+            assert!(cache.len() <= most, "{} kept", cache.len());
         }
+    }
+
+    #[tokio::test]
+    async fn capacity_and_age_bound_the_cache() {
+        let cache = RecentReplies::new(3, 1 << 20, Duration::from_millis(200));
+        fill(&cache, 10, 3).await;
         // The oldest were evicted: a different body for r0 is a new request now, not a conflict.
         assert!(cache
             .answer("r0", fingerprint("t", b"other"), || async {
@@ -331,22 +336,7 @@ mod tests {
             "expired entries are forgotten"
         );
         let small = RecentReplies::new(100, 2, Duration::from_secs(60));
-        for i in 0..5u8 {
-            let id = format!("r{i}");
-            small
-                .answer(
-                    &id,
-                    fingerprint("t", &[i]),
-                    || async move { Ok::<u8, u8>(i) },
-                )
-                .await
-                .unwrap();
-        }
-        assert!(
-            small.len() <= 3,
-            "the byte budget bounds it: {}",
-            small.len()
-        );
+        fill(&small, 5, 3).await;
         let none = RecentReplies::new(0, 1 << 20, Duration::from_secs(1));
         let k = none
             .answer("r", fingerprint("t", b"x"), || async { Ok::<u8, u8>(1) })
