@@ -132,8 +132,27 @@ async fn only_granted_keys_sign_for_the_authenticated_or_declared_requester() {
         !got.contains_key("a-forged"),
         "the forged request was answered"
     );
+    // Log lines say who asked and whether the broker vouched for it.
     let logs = server.logs();
-    assert!(logs.contains("tester (unauthenticated)"), "{logs}");
+    let spans: Vec<Value> = logs
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .filter(|v| v["message"] == "replied")
+        .map(|v| v["span"].clone())
+        .collect();
+    let who = |id: &str| {
+        let span = spans
+            .iter()
+            .find(|s| s["request_id"] == id)
+            .expect("a replied line");
+        (span["requester"].clone(), span["authenticated"].clone())
+    };
+    assert_eq!(
+        who("a-tester-rsa"),
+        (json!("tester"), json!(false)),
+        "{logs}"
+    );
+    assert_eq!(who("a-guest-ed"), (json!("guest"), json!(true)), "{logs}");
     let metrics = server.scrape();
     assert_eq!(
         metric_sum(

@@ -257,7 +257,8 @@ impl<S: Signer> Handler<S> {
         let doc = match wire::decode_object(&msg.body) {
             Ok(b) => Value::Object(b),
             Err(e) => {
-                let span = request_span(kind_label, "", "unknown", "", &trace);
+                let nobody = self.authorizer.identify(msg.user_id.as_deref(), None, None);
+                let span = request_span(kind_label, "", "unknown", &nobody, &trace);
                 return Handled {
                     decision: Decision::Reject {
                         reason: e.to_string(),
@@ -287,7 +288,7 @@ impl<S: Signer> Handler<S> {
             kind_label,
             text("request_id").unwrap_or_default(),
             &key,
-            &who.describe(),
+            &who,
             &trace,
         );
         let decision = self
@@ -785,7 +786,7 @@ fn request_span(
     kind: &str,
     request_id: &str,
     key: &str,
-    requester: &str,
+    who: &Identity,
     trace: &TraceContext,
 ) -> tracing::Span {
     tracing::info_span!(
@@ -793,7 +794,8 @@ fn request_span(
         request_id,
         "type" = kind,
         key,
-        requester,
+        requester = who.name,
+        authenticated = who.authenticated,
         trace_id = %trace.trace_id,
         span_id = %trace.span_id,
     )

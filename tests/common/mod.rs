@@ -694,6 +694,12 @@ pub async fn every_request_answered_across_a_stop<T: Send + 'static>(
     };
     let ids: std::collections::HashSet<String> = requests.iter().map(|r| r.id.clone()).collect();
     assert_eq!(answered, ids);
+    let by_second = metric_sum(&second.scrape(), "signbus_requests_total", &[]);
+    println!(
+        "{prefix}: {n} requests, first server stopped after 30 replies while a second consumed the same queue; \
+         {} answered without errors, {by_second} of them (or their repeats) by the second server",
+        answered.len()
+    );
     client.close().await;
     (
         stopped,
