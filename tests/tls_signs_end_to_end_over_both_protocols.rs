@@ -1,20 +1,24 @@
-//! `amqps://` over AMQP 1.0: the server and the pubtools-sign-compatible requester connect with TLS, trusting the
-//! configured CA and presenting the client certificate (`messaging_ca_cert`, `messaging_cert_key`); a broker whose
-//! certificate the CA did not sign is refused with an error that says so, before anything is sent.
+//! TLS end to end over both protocols: a server and the pubtools-sign-compatible requester connect with
+//! `amqps://` (AMQP 1.0) or `amqps091://` (AMQP 0-9-1) to the testenv broker's TLS listener, trusting the
+//! configured CA and presenting the client certificate (`messaging_ca_cert`, `messaging_cert_key`), and a request
+//! is signed through the broker and verified with skopeo. The broker itself reports the server's connection as TLS
+//! with our client certificate (so nothing was spoken in plaintext). A requester trusting a CA that did not sign
+//! the broker's certificate is refused at the handshake with an error that says so, before anything is sent.
 
 mod common;
 
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
 use common::*;
-use std::path::Path;
 use std::process::Command;
+use std::time::{Duration, Instant};
 
 const DIGEST: &str = "sha256:5feceb66ffc86f38d952786c6d696c79c2dbc239dd4e91b46729d73a27fb57e9";
 
-fn signbus_amqp1(args: &[&str]) -> (i32, String, String) {
+/// `signbus` with the requester protocol forced to `protocol`.
+fn signbus(protocol: &str, args: &[&str]) -> (i32, String, String) {
     let out = Command::new(signbus_bin())
-        .env("SIGNBUS_PROTOCOL", "amqp1")
+        .env("SIGNBUS_PROTOCOL", protocol)
         .args(args)
         .output()
         .unwrap();
@@ -25,47 +29,135 @@ fn signbus_amqp1(args: &[&str]) -> (i32, String, String) {
     )
 }
 
-#[test]
-fn requester_and_server_sign_over_amqps() {
+/// The testenv's TLS URL in `protocol`'s scheme (`amqps://` for AMQP 1.0, `amqps091://` for 0-9-1).
+fn tls_url(env: &Env, protocol: &str) -> String {
+    let amqps = env.get("SIGNBUS_AMQPS_URL");
+    match protocol {
+        "amqp091" => amqps.replacen("amqps://", "amqps091://", 1),
+        _ => amqps.to_owned(),
+    }
+}
+
+/// The local ports of the TCP connections process `pid` has open to `port` (from `ss`).
+fn local_ports_to(pid: u32, port: u16) -> Vec<u64> {
+    let out = Command::new("ss")
+        .args([
+            "-Htnp",
+            "state",
+            "established",
+            "dport",
+            "=",
+            &format!(":{port}"),
+        ])
+        .output()
+        .expect("ss runs");
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter(|l| l.contains(&format!("pid={pid},")))
+        .filter_map(|l| {
+            l.split_whitespace()
+                .nth(2)?
+                .rsplit(':')
+                .next()?
+                .parse()
+                .ok()
+        })
+        .collect()
+}
+
+/// Waits (management statistics lag) until the broker lists the connection of the server process `pid` over
+/// `protocol`, and checks that it is TLS with the testenv client certificate.
+fn broker_sees_tls_connection(env: &Env, pid: u32, protocol: &str) {
+    let port: u16 = env
+        .get("SIGNBUS_AMQPS_URL")
+        .rsplit(':')
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap();
+    let ports = local_ports_to(pid, port);
+    assert!(
+        !ports.is_empty(),
+        "server {pid} has no connection to port {port}"
+    );
+    let wire = if protocol == "amqp091" {
+        "0-9-1"
+    } else {
+        "1-0"
+    };
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let text = mgmt(env, "GET", "/api/connections", "");
+        let all: Vec<serde_json::Value> = serde_json::from_str(&text).unwrap();
+        let ours = all
+            .iter()
+            .find(|c| c["peer_port"].as_u64().is_some_and(|p| ports.contains(&p)));
+        if let Some(c) = ours {
+            let proto = c["protocol"].as_str().unwrap_or_default();
+            assert!(proto.contains(wire), "{protocol}: {c}");
+            assert_eq!(c["ssl"], serde_json::Value::Bool(true), "not TLS: {c}");
+            assert_eq!(c["port"].as_u64(), Some(u64::from(port)), "{c}");
+            assert!(
+                c["peer_cert_subject"]
+                    .as_str()
+                    .is_some_and(|s| s.contains("CN=signbus-test")),
+                "{c}"
+            );
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the broker lists no connection from ports {ports:?} of server {pid}: {text}"
+        );
+        std::thread::sleep(Duration::from_millis(500));
+    }
+}
+
+fn sign_over_tls(protocol: &str) {
     let env = Env::load();
-    let tls = Path::new(env.get("SIGNBUS_TESTENV_DIR")).join("tls");
-    let amqps = env.get("SIGNBUS_AMQPS_URL").to_owned();
-    let queue = unique("tls");
+    let url = tls_url(&env, protocol);
+    let ca = env.get("SIGNBUS_TLS_CA");
+    let client = env.get("SIGNBUS_TLS_CLIENT");
+    let queue = unique(&format!("tls-{protocol}"));
     declare_request_queue(&env, &queue);
     let config = server_config(&env, &queue, "")
         .replace(
             &format!("urls: [\"{}\"]", env.amqp_url()),
-            &format!("urls: [\"{amqps}\"]"),
+            &format!("urls: [\"{url}\"]"),
         )
-        .replace("  protocol: amqp091\n", "  protocol: amqp1\n")
+        .replace(
+            &format!("  protocol: {}\n", server_protocol()),
+            &format!("  protocol: {protocol}\n"),
+        )
         .replace(
             "  sasl: anonymous\n",
-            &format!(
-                "  sasl: anonymous\n  tls: {{ca_cert: \"{}\", cert_key: \"{}\"}}\n",
-                tls.join("ca.pem").display(),
-                tls.join("client.pem").display()
-            ),
+            &format!("  sasl: anonymous\n  tls: {{ca_cert: \"{ca}\", cert_key: \"{client}\"}}\n"),
         );
-    let server = Server::start(&config);
     assert!(
-        server.logs().contains("connected (AMQP 1.0)"),
-        "{}",
-        server.logs()
+        config.contains(&url) && config.contains("cert_key"),
+        "{config}"
     );
+    let server = Server::start(&config);
+    let wire = if protocol == "amqp091" {
+        "connected (AMQP 0-9-1)"
+    } else {
+        "connected (AMQP 1.0)"
+    };
+    assert!(server.logs().contains(wire), "{}", server.logs());
+    broker_sees_tls_connection(&env, server.child.id(), protocol);
 
     let dir = tempfile::tempdir().unwrap();
     let cfg = dir.path().join("conf.yaml");
-    std::fs::write(
-        &cfg,
-        client_config(&env, &queue, 15).replace(env.amqp_url(), &amqps),
-    )
-    .unwrap();
+    let text = client_config(&env, &queue, 15).replace(env.amqp_url(), &url);
+    assert!(text.contains(ca) && text.contains(client), "{text}");
+    std::fs::write(&cfg, &text).unwrap();
+    let task = format!("tls-{protocol}");
     let args = [
         "msg-container-sign",
         "--signing-key",
         env.key_ed25519(),
         "--task-id",
-        "tls-1",
+        &task,
         "--config-file",
         cfg.to_str().unwrap(),
         "--digest",
@@ -74,7 +166,7 @@ fn requester_and_server_sign_over_amqps() {
         "registry.example.com/ns/repo:tls",
         "--raw",
     ];
-    let (code, stdout, stderr) = signbus_amqp1(&args);
+    let (code, stdout, stderr) = signbus(protocol, &args);
     assert_eq!(code, 0, "{stderr}\n{}", server.logs());
     let sig = STANDARD.decode(stdout.trim()).unwrap();
     skopeo_verify(
@@ -87,37 +179,25 @@ fn requester_and_server_sign_over_amqps() {
     .unwrap();
 
     // A CA that did not sign the broker's certificate: refused at the handshake, nothing sent.
-    let other = dir.path().join("other-ca.pem");
-    let made = Command::new("openssl")
-        .args([
-            "req",
-            "-x509",
-            "-newkey",
-            "rsa:2048",
-            "-nodes",
-            "-days",
-            "1",
-            "-subj",
-            "/CN=other-ca",
-        ])
-        .arg("-keyout")
-        .arg(dir.path().join("other-ca.key"))
-        .arg("-out")
-        .arg(&other)
-        .output()
-        .unwrap();
-    assert!(made.status.success());
-    let text = std::fs::read_to_string(&cfg).unwrap().replace(
-        tls.join("ca.pem").to_str().unwrap(),
-        other.to_str().unwrap(),
-    );
-    std::fs::write(&cfg, text).unwrap();
-    let (code, _, stderr) = signbus_amqp1(&args);
+    std::fs::write(&cfg, text.replace(ca, env.get("SIGNBUS_TLS_OTHER_CA"))).unwrap();
+    let started = Instant::now();
+    let (code, _, stderr) = signbus(protocol, &args);
     assert_eq!(code, 1, "{stderr}");
     assert!(
-        stderr.contains("TLS handshake") && stderr.to_lowercase().contains("certificate"),
+        stderr.contains("TLS handshake") && stderr.contains("invalid peer certificate"),
         "{stderr}"
     );
+    assert!(started.elapsed() < Duration::from_secs(30));
     drop(server);
     delete_request_queue(&env, &queue);
+}
+
+#[test]
+fn amqp1_server_and_requester_sign_over_amqps() {
+    sign_over_tls("amqp1");
+}
+
+#[test]
+fn amqp091_server_and_requester_sign_over_amqps091() {
+    sign_over_tls("amqp091");
 }
