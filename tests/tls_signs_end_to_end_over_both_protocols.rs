@@ -38,35 +38,38 @@ fn tls_url(env: &Env, protocol: &str) -> String {
     }
 }
 
-/// The local ports of the TCP connections process `pid` has open to `port` (from `ss`).
+/// The local ports of the established TCP connections process `pid` has to remote port `port` (its socket inodes
+/// from `/proc/<pid>/fd`, matched in `/proc/<pid>/net/tcp{,6}`).
 fn local_ports_to(pid: u32, port: u16) -> Vec<u64> {
-    let out = Command::new("ss")
-        .args([
-            "-Htnp",
-            "state",
-            "established",
-            "dport",
-            "=",
-            &format!(":{port}"),
-        ])
-        .output()
-        .expect("ss runs");
-    String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .filter(|l| l.contains(&format!("pid={pid},")))
-        .filter_map(|l| {
-            l.split_whitespace()
-                .nth(2)?
-                .rsplit(':')
-                .next()?
-                .parse()
-                .ok()
+    let inodes: Vec<String> = std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .unwrap()
+        .filter_map(|fd| std::fs::read_link(fd.ok()?.path()).ok())
+        .filter_map(|link| {
+            let link = link.to_string_lossy().into_owned();
+            Some(link.strip_prefix("socket:[")?.strip_suffix(']')?.to_owned())
         })
-        .collect()
+        .collect();
+    let mut ports = Vec::new();
+    for table in ["tcp", "tcp6"] {
+        let text = std::fs::read_to_string(format!("/proc/{pid}/net/{table}")).unwrap_or_default();
+        for line in text.lines().skip(1) {
+            // sl local_address rem_address st tx:rx tr:when retrnsmt uid timeout inode
+            let f: Vec<&str> = line.split_whitespace().collect();
+            let hex_port = |addr: &str| u64::from_str_radix(addr.rsplit(':').next()?, 16).ok();
+            if f.len() > 9
+                && f[3] == "01"
+                && hex_port(f[2]) == Some(u64::from(port))
+                && inodes.iter().any(|i| i == f[9])
+            {
+                ports.extend(hex_port(f[1]));
+            }
+        }
+    }
+    ports
 }
 
 /// Waits (management statistics lag) until the broker lists the connection of the server process `pid` over
-/// `protocol`, and checks that it is TLS with the testenv client certificate.
+/// `protocol`, and checks that it is TLS with the testenv client certificate and a heartbeat.
 fn broker_sees_tls_connection(env: &Env, pid: u32, protocol: &str) {
     let port: u16 = env
         .get("SIGNBUS_AMQPS_URL")
@@ -97,6 +100,12 @@ fn broker_sees_tls_connection(env: &Env, pid: u32, protocol: &str) {
             assert!(proto.contains(wire), "{protocol}: {c}");
             assert_eq!(c["ssl"], serde_json::Value::Bool(true), "not TLS: {c}");
             assert_eq!(c["port"].as_u64(), Some(u64::from(port)), "{c}");
+            // Heartbeats are negotiated over TLS as over plain TCP (RabbitMQ's 60 s); confirms are exercised by
+            // every publish of the signing below.
+            assert!(
+                c["timeout"].as_u64().is_some_and(|t| t > 0),
+                "no heartbeat: {c}"
+            );
             assert!(
                 c["peer_cert_subject"]
                     .as_str()
