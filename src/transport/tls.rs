@@ -54,22 +54,29 @@ pub enum TlsError {
     /// broker refuses the client certificate (missing, expired, or signed by a CA it does not trust).
     #[error(
         "TLS: the broker {host} refused the connection with alert {alert:?}: {}",
-        alert_meaning(alert)
+        alert_meaning(*alert)
     )]
-    RefusedByBroker { host: String, alert: String },
+    RefusedByBroker {
+        host: String,
+        alert: rustls::AlertDescription,
+    },
 }
 
-fn alert_meaning(alert: &str) -> &'static str {
+fn alert_meaning(alert: rustls::AlertDescription) -> &'static str {
+    use rustls::AlertDescription as A;
     match alert {
-        "CertificateRequired" | "HandshakeFailure" => {
+        A::CertificateRequired => {
             "it requires a client certificate (set messaging_cert_key / broker.tls.cert_key)"
         }
-        "CertificateExpired" => "our client certificate has expired",
-        "UnknownCA" => "our client certificate is not signed by a CA the broker trusts",
-        "BadCertificate"
-        | "UnsupportedCertificate"
-        | "CertificateRevoked"
-        | "CertificateUnknown" => "it does not accept our client certificate",
+        A::CertificateExpired => "our client certificate has expired",
+        A::UnknownCA => "our client certificate is not signed by a CA the broker trusts",
+        A::BadCertificate | A::UnsupportedCertificate | A::CertificateRevoked | A::CertificateUnknown => {
+            "it does not accept our client certificate"
+        }
+        A::HandshakeFailure => {
+            "the handshake failed on its side (with TLS 1.2: often a missing client certificate; else no common \
+             TLS version or cipher)"
+        }
         _ => "see the broker's log",
     }
 }
@@ -159,7 +166,7 @@ pub fn refusal(host: &str, e: &std::io::Error) -> Option<TlsError> {
     match rustls_error(e)? {
         rustls::Error::AlertReceived(alert) => Some(TlsError::RefusedByBroker {
             host: host.to_owned(),
-            alert: format!("{alert:?}"),
+            alert: *alert,
         }),
         _ => None,
     }
