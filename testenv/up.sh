@@ -164,7 +164,7 @@ yaml_str() { # YAML double-quoted scalar (paths, URLs, fingerprints)
 tail_log() { [ -f "$1" ] && tail -n "${2:-60}" "$1" | sed 's/^/    | /' >&2 || true; }
 
 # --------------------------------------------------------------------------
-# 3. TLS files (not used on amqp:// but pubtools-sign reads CN from them)
+# 3. TLS files (the amqps:// listener's and the clients'; pubtools-sign also reads its CN from client.pem)
 # --------------------------------------------------------------------------
 ensure_server_cert() { # broker certificate for the amqps:// listener, signed by the same throwaway CA
     [ -s "$TLS_DIR/server.crt" ] && [ -s "$TLS_DIR/server.key" ] && return 0
@@ -180,8 +180,51 @@ ensure_server_cert() { # broker certificate for the amqps:// listener, signed by
     )
 }
 
+# Certificates the TLS tests present or trust to prove what is refused:
+#   client-expired.pem  cert + key, CN signbus-test-expired, signed by the testenv CA, valid 2020-01-01..2020-01-02
+#   other-ca.pem        a CA that signed nothing the broker uses (trusting it must refuse the broker)
+#   other-client.pem    cert + key, CN signbus-test-other, signed by other-ca (the broker must refuse it)
+# Made once, like the rest. OpenSSL 3.0's `x509 -req` cannot set a past start date, so `openssl ca` signs the
+# expired one from a throwaway database.
+ensure_refused_certs() {
+    [ -s "$TLS_DIR/client-expired.pem" ] && [ -s "$TLS_DIR/other-ca.pem" ] && [ -s "$TLS_DIR/other-client.pem" ] && return 0
+    log "generating refused TLS certificates (expired client; other CA and its client)"
+    local work; work=$(mktemp -d "$TLS_DIR/.ca.XXXXXX")
+    (   # set -e applies inside (the subshell is not tested); a failure stops up.sh
+        cd "$TLS_DIR"
+        : >"$work/index.txt"
+        openssl rand -hex 8 >"$work/serial"
+        printf '%s\n' '[ca]' 'default_ca = testenv' '[testenv]' \
+            "database = $work/index.txt" "new_certs_dir = $work" "serial = $work/serial" \
+            'default_md = sha256' 'policy = any' 'unique_subject = no' 'x509_extensions = client' \
+            '[any]' 'commonName = supplied' \
+            '[client]' 'basicConstraints = CA:FALSE' 'keyUsage = digitalSignature,keyEncipherment' \
+            'extendedKeyUsage = clientAuth' >"$work/ca.cnf"
+        openssl req -newkey rsa:2048 -nodes -sha256 -subj "/CN=signbus-test-expired" \
+            -keyout "$work/expired.key" -out "$work/expired.csr" 2>/dev/null
+        openssl ca -batch -notext -config "$work/ca.cnf" -cert ca.pem -keyfile ca.key \
+            -startdate 20200101000000Z -enddate 20200102000000Z \
+            -in "$work/expired.csr" -out "$work/expired.crt" 2>"$work/ca.log" ||
+            { cat "$work/ca.log" >&2; exit 1; }
+        cat "$work/expired.crt" "$work/expired.key" >"$work/client-expired.pem"
+        openssl req -x509 -newkey rsa:2048 -nodes -sha256 -days 3650 \
+            -subj "/CN=signbus-test-other-ca" -keyout "$work/other-ca.key" -out "$work/other-ca.pem" 2>/dev/null
+        openssl req -newkey rsa:2048 -nodes -sha256 -subj "/CN=signbus-test-other" \
+            -keyout "$work/other.key" -out "$work/other.csr" 2>/dev/null
+        printf '%s\n' 'basicConstraints=CA:FALSE' 'keyUsage=digitalSignature,keyEncipherment' \
+            'extendedKeyUsage=clientAuth' >"$work/client.ext"
+        openssl x509 -req -in "$work/other.csr" -CA "$work/other-ca.pem" -CAkey "$work/other-ca.key" \
+            -set_serial "0x$(openssl rand -hex 8)" -days 3650 -sha256 -extfile "$work/client.ext" \
+            -out "$work/other.crt" 2>/dev/null
+        cat "$work/other.crt" "$work/other.key" >"$work/other-client.pem"
+        chmod 600 "$work/client-expired.pem" "$work/other-client.pem" "$work/other-ca.key"
+        mv "$work/client-expired.pem" "$work/other-client.pem" "$work/other-ca.pem" "$work/other-ca.key" .
+    )
+    rm -rf "$work"
+}
+
 ensure_tls() {
-    if [ -s "$TLS_DIR/client.pem" ] && [ -s "$TLS_DIR/ca.pem" ]; then ensure_server_cert; return 0; fi
+    if [ -s "$TLS_DIR/client.pem" ] && [ -s "$TLS_DIR/ca.pem" ]; then ensure_server_cert; ensure_refused_certs; return 0; fi
     log "generating throwaway CA and client certificate (CN=signbus-test)"
     rm -rf "$TLS_DIR"; mkdir -p "$TLS_DIR"; chmod 700 "$TLS_DIR"
     (
@@ -199,6 +242,7 @@ ensure_tls() {
         rm -f client.csr client.ext
     )
     ensure_server_cert
+    ensure_refused_certs
 }
 
 # --------------------------------------------------------------------------
@@ -305,13 +349,13 @@ write_rabbitmq_etc() {
 # Written by testenv/up.sh on every broker start. Do not edit.
 # Loopback only.
 listeners.tcp.1 = 127.0.0.1:$AMQP_PORT
-# TLS (amqps://) with the throwaway CA; client certificates are checked when presented.
+# TLS (amqps://) with the throwaway CA: every client must present a valid certificate that CA signed.
 listeners.ssl.1 = 127.0.0.1:$AMQPS_PORT
 ssl_options.cacertfile = /etc/rabbitmq/tls/ca.pem
 ssl_options.certfile = /etc/rabbitmq/tls/server.crt
 ssl_options.keyfile = /etc/rabbitmq/tls/server.key
 ssl_options.verify = verify_peer
-ssl_options.fail_if_no_peer_cert = false
+ssl_options.fail_if_no_peer_cert = true
 management.tcp.ip = 127.0.0.1
 management.tcp.port = $MGMT_PORT
 
@@ -583,6 +627,11 @@ main() {
         printf 'export SIGNBUS_TEST_KEY_RSA=%q\n' "$KEY_RSA"
         printf 'export SIGNBUS_AMQP_URL=%q\n' "$AMQP_URL"
         printf 'export SIGNBUS_AMQPS_URL=%q\n' "$AMQPS_URL"
+        printf 'export SIGNBUS_TLS_CA=%q\n' "$TLS_DIR/ca.pem"
+        printf 'export SIGNBUS_TLS_CLIENT=%q\n' "$TLS_DIR/client.pem"
+        printf 'export SIGNBUS_TLS_CLIENT_EXPIRED=%q\n' "$TLS_DIR/client-expired.pem"
+        printf 'export SIGNBUS_TLS_OTHER_CA=%q\n' "$TLS_DIR/other-ca.pem"
+        printf 'export SIGNBUS_TLS_OTHER_CLIENT=%q\n' "$TLS_DIR/other-client.pem"
         printf 'export SIGNBUS_MGMT_URL=%q\n' "$MGMT_URL"
         printf 'export SIGNBUS_RELAY_URL=%q\n' "$RELAY_URL"
         printf 'export SIGNBUS_METRICS_URL=%q\n' "$METRICS_URL"

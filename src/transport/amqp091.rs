@@ -6,6 +6,10 @@
 //! consumer and applies settlements (ack, reject → dead-letter, nack+requeue → redeliver). Addresses map to
 //! exchanges, routing keys and queues as [`super::address`] documents. Bodies are bytes: a message published
 //! over AMQP 1.0 with a string body arrives here AMQP-encoded, and is decoded back to its text.
+//!
+//! `amqps091://` URLs connect with TLS through lapin's connector hook: signbus opens the TCP stream and wraps it
+//! with rustls using the same [`super::tls::client_config`] as AMQP 1.0 (CA bundle, client certificate), so a
+//! TLS URL is never spoken to in plaintext.
 
 use super::address::Address;
 use super::delivery::{spawn_consumer, ConsumerLink, LinkEvent};
@@ -20,9 +24,12 @@ use lapin::options::{
     QueueBindOptions, QueueDeclareOptions,
 };
 use lapin::types::{AMQPValue, FieldTable, ShortString};
+use lapin::uri::{AMQPScheme, AMQPUri};
 use lapin::Confirmation;
-use lapin::{BasicProperties, Channel, Connection, ConnectionProperties};
+use lapin::{AsyncTcpStream, BasicProperties, Channel, Connection, ConnectionProperties};
 use serde_json::{Map, Value};
+use std::io;
+use std::net::SocketAddr;
 use std::time::Duration;
 
 /// A live AMQP 0-9-1 connection with a confirm-mode publishing channel.
@@ -49,21 +56,77 @@ pub fn lapin_uri(url: &str, cfg: &BrokerConfig) -> String {
     uri
 }
 
+/// How long one broker gets for TCP, TLS, the AMQP handshake and the publishing channel.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Opens an AMQP 0-9-1 connection to `url`: plain TCP for `amqp091://`, TLS with [`super::tls::client_config`]
+/// for `amqps091://` (never plaintext). Both go through lapin's own connection machinery (heartbeats, confirms).
+async fn open(url: &str, cfg: &BrokerConfig, container_id: &str) -> Result<Connection, String> {
+    let props = ConnectionProperties::default().with_connection_name(container_id.into());
+    let uri: AMQPUri = lapin_uri(url, cfg)
+        .parse()
+        .map_err(|e| format!("invalid broker URL: {e}"))?;
+    if uri.scheme != AMQPScheme::AMQPS {
+        return Connection::connect_uri(uri, props)
+            .await
+            .map_err(|e| e.to_string());
+    }
+    let host = uri.authority.host.clone();
+    let connector = tcp_stream::RustlsConnector::from(
+        super::tls::client_config(&cfg.tls).map_err(|e| e.to_string())?,
+    );
+    let runtime = lapin::runtime::default_runtime().map_err(|e| e.to_string())?;
+    // lapin calls this on its I/O thread (inside the tokio runtime) and drives whatever stream it returns.
+    let connect = async move |uri: AMQPUri, runtime| {
+        let (host, port) = (uri.authority.host.as_str(), uri.authority.port);
+        let addrs: Vec<SocketAddr> = tokio::net::lookup_host((host, port))
+            .await
+            .map_err(|e| io::Error::new(e.kind(), format!("resolve {host}:{port}: {e}")))?
+            .collect();
+        let tcp = AsyncTcpStream::connect(&runtime, addrs)
+            .await
+            .map_err(|e| io::Error::new(e.kind(), format!("TCP connect {host}:{port}: {e}")))?;
+        let handshake = tokio::time::timeout(CONNECT_TIMEOUT, tcp.into_rustls(&connector, host));
+        let tls = handshake
+            .await
+            .map_err(|_| {
+                io::Error::new(
+                    io::ErrorKind::TimedOut,
+                    format!("TLS handshake with {host} timed out after {CONNECT_TIMEOUT:?}"),
+                )
+            })?
+            .map_err(|e| io::Error::other(super::tls::handshake_error(host, &e)))?;
+        Ok::<_, lapin::Error>(tls)
+    };
+    Connection::connector(uri, runtime, connect, props)
+        .await
+        .map_err(|e| describe_tls_failure(&host, &e))
+}
+
+/// A lapin error on a TLS connection, in words: our own [`super::tls::TlsError`] as it is, a TLS alert the broker
+/// sent after the handshake as a refusal, anything else as lapin says it.
+fn describe_tls_failure(host: &str, e: &lapin::Error) -> String {
+    if let lapin::ErrorKind::IOError(io) = e.kind() {
+        if let Some(ours) = io
+            .get_ref()
+            .and_then(|inner| inner.downcast_ref::<super::tls::TlsError>())
+        {
+            return ours.to_string();
+        }
+        if let Some(refused) = super::tls::refusal(host, io) {
+            return refused.to_string();
+        }
+    }
+    e.to_string()
+}
+
 impl Amqp091 {
     /// Connects to the first URL in `cfg.urls` that accepts a connection and a confirm-mode channel.
     pub async fn connect(cfg: &BrokerConfig, container_id: &str) -> Result<Self, TransportError> {
         let mut last = String::new();
         for url in &cfg.urls {
-            if url.starts_with("amqps") {
-                last = "amqps091:// (TLS) is not supported over AMQP 0-9-1 yet; use AMQP 1.0 (amqps://) for TLS".into();
-                tracing::warn!(broker = %super::amqp1::redact(url), error = %last, "broker connection failed");
-                continue;
-            }
-            let props = ConnectionProperties::default().with_connection_name(container_id.into());
             let attempt = async {
-                let connection = Connection::connect(&lapin_uri(url, cfg), props)
-                    .await
-                    .map_err(|e| e.to_string())?;
+                let connection = open(url, cfg, container_id).await?;
                 let publisher = connection
                     .create_channel()
                     .await
@@ -74,7 +137,7 @@ impl Amqp091 {
                     .map_err(|e| e.to_string())?;
                 Ok::<_, String>((connection, publisher))
             };
-            match tokio::time::timeout(Duration::from_secs(10), attempt).await {
+            match tokio::time::timeout(CONNECT_TIMEOUT, attempt).await {
                 Ok(Ok((connection, publisher))) => {
                     let url = super::amqp1::redact(url);
                     tracing::info!(broker = %url, "connected (AMQP 0-9-1)");
@@ -86,7 +149,7 @@ impl Amqp091 {
                     });
                 }
                 Ok(Err(e)) => last = e,
-                Err(_) => last = "connect timed out after 10 s".into(),
+                Err(_) => last = format!("connect timed out after {CONNECT_TIMEOUT:?}"),
             }
             tracing::warn!(broker = %super::amqp1::redact(url), error = %last, "broker connection failed");
         }

@@ -244,7 +244,7 @@ pub struct BrokerConfig {
     /// Password for PLAIN. Never logged.
     #[serde(default, skip_serializing)]
     pub password: Option<String>,
-    /// TLS settings for `amqps://` URLs (CA bundle, client certificate).
+    /// TLS settings for `amqps://` and `amqps091://` URLs (CA bundle, client certificate).
     #[serde(default)]
     pub tls: tls::TlsConfig,
     /// Seconds to wait for the broker to settle a published message.
