@@ -35,3 +35,6 @@ for combo in "amqp091 amqp091" "amqp1 amqp091" "amqp091 amqp1"; do
     SIGNBUS_TEST_PROTOCOL=$1 SIGNBUS_TEST_REQUESTER_PROTOCOL=$2 \
         cargo nextest run --no-fail-fast -E "$BROKER_TESTS"
 done
+
+# 3. The fuzz targets, each for a bounded time (SIGNBUS_FUZZ_SECONDS, default 30) from the checked-in seeds.
+fuzz/run.sh
