@@ -1,7 +1,7 @@
 //! The server's whole request handling, offline: any message (body, properties, reply-to) goes through
 //! `Handler::handle_offline` — decode, schemas, claim checks, key lookup, signing, reply — and comes out as a
-//! decision, never a panic. A reply the handler decides to send always matches the reply schema and carries a
-//! `traceparent`.
+//! decision, never a panic. A reply the handler decides to send matches the reply schema, carries a
+//! `traceparent`, goes to the request's reply-to when it has one, and has a result exactly when it has no error.
 //!
 //! Input: a wire example `{"properties": {...}, "body": <object or JSON text>, "reply_to": "..."}` (as
 //! `serve --replay` reads them), or anything else as a container request's raw body.
@@ -9,10 +9,10 @@
 
 use libfuzzer_sys::fuzz_target;
 use serde_json::{Map, Value};
-use signbus::server::handler::{Decision, Handler};
+use signbus::server::handler::{Decision, Handler, Outcome};
 use signbus::signing::{KeyRing, ResolvedKey, SignError, SignMode, Signer};
 use signbus::transport::IncomingMessage;
-use signbus::wire::Schema;
+use signbus::wire::{RequestType, Schema};
 use std::sync::{Arc, OnceLock};
 
 /// Signs by returning the data: the handler's logic without gpg.
@@ -93,12 +93,32 @@ fuzz_target!(|data: &[u8]| {
     let f = fixture();
     let msg = message(data);
     let handled = f.rt.block_on(f.handler.handle_offline(&msg));
-    if let Decision::Reply { message, .. } = handled.decision {
-        let reply: Value = serde_json::from_str(&message.body).expect("a reply is JSON");
-        assert!(
-            Schema::Reply.validate(&reply).is_ok(),
-            "reply breaks its schema"
-        );
-        assert!(message.properties.contains_key("traceparent"));
+    let Decision::Reply { message, outcome } = handled.decision else {
+        return;
+    };
+    let reply: Value = serde_json::from_str(&message.body).expect("a reply is JSON");
+    assert!(
+        Schema::Reply.validate(&reply).is_ok(),
+        "reply breaks its schema"
+    );
+    assert!(message.properties.contains_key("traceparent"));
+    if let Some(to) = msg.reply_to.as_deref().filter(|t| !t.is_empty()) {
+        assert_eq!(message.address, to, "reply-to not honoured");
+    }
+    // A signed reply carries its result and no error; any other carries errors and no signature.
+    let kind = msg
+        .properties
+        .get("mtype")
+        .and_then(Value::as_str)
+        .and_then(RequestType::from_mtype)
+        .unwrap_or(RequestType::Container);
+    let errors = reply["msg"]["errors"].as_array().expect("errors is a list");
+    let result = &reply["msg"][kind.result_field()];
+    if outcome == Outcome::Signed {
+        assert!(errors.is_empty(), "signed with errors: {errors:?}");
+        assert!(result.is_string(), "signed without a result");
+    } else {
+        assert!(!errors.is_empty(), "{outcome:?} without an error");
+        assert!(result.is_null(), "{outcome:?} with a result");
     }
 });
