@@ -41,8 +41,9 @@ for t in $targets; do
         echo "  $t: corpus grew to $(ls "$work/$t" | wc -l) files" >&2
     else
         failed+=("$t")
-        echo "fuzz/run.sh: $t FAILED; the end of its log:" >&2
-        tail -n 60 "$log" >&2
+        echo "fuzz/run.sh: $t FAILED:" >&2
+        grep -m1 -B1 -A8 -E 'panicked at|ERROR: (libFuzzer|AddressSanitizer)' "$log" >&2 || tail -n 40 "$log" >&2
+        grep -E '^(SUMMARY|Base64):' "$log" >&2 || true
         echo "fuzz/run.sh: the failing input is under fuzz/artifacts/$t/:" >&2
         ls -l artifacts/"$t" >&2 || true
     fi
