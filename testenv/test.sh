@@ -42,3 +42,6 @@ for combo in "amqp091 amqp091" "amqp1 amqp091" "amqp091 amqp1"; do
     SIGNBUS_TEST_PROTOCOL=$1 SIGNBUS_TEST_REQUESTER_PROTOCOL=$2 \
         cargo nextest run --no-fail-fast --success-output final -E "$RESTARTS"
 done
+
+# 3. The fuzz targets, each for a bounded time (SIGNBUS_FUZZ_SECONDS, default 30) from the checked-in seeds.
+fuzz/run.sh
