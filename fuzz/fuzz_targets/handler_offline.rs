@@ -9,6 +9,7 @@
 
 use libfuzzer_sys::fuzz_target;
 use serde_json::{Map, Value};
+use signbus::config::ServerConfig;
 use signbus::server::handler::{Decision, Handler, Outcome};
 use signbus::signing::{KeyRing, ResolvedKey, SignError, SignMode, Signer};
 use signbus::transport::IncomingMessage;
@@ -46,12 +47,14 @@ fn fixture() -> &'static Fixture {
             },
         ])
         .expect("distinct keys");
-        let handler = Handler::new(
-            Arc::new(Echo),
-            keys,
-            Some("/queues/reply.{creator}.{pub_task_id}".into()),
-            vec!["pub_task_id".into()],
-        );
+        // No reply cache: each input is judged on its own, so a crash reproduces from its input alone.
+        let cfg = ServerConfig::from_yaml(
+            "{broker: {urls: ['amqp://x']}, signing: {keys: [{id: mykey}]}, server: {listen_to: /q, \
+             reply_to: '/queues/reply.{creator}.{pub_task_id}', task_id_attributes: [pub_task_id], \
+             reply_cache: {capacity: 0}}}",
+        )
+        .expect("a valid configuration");
+        let handler = Handler::new(Arc::new(Echo), keys, &cfg).expect("no authorization section");
         let rt = tokio::runtime::Builder::new_current_thread()
             .build()
             .expect("a current-thread runtime");
@@ -77,15 +80,14 @@ fn message(data: &[u8]) -> IncomingMessage {
                 body: body.into_bytes(),
                 properties,
                 reply_to,
-                delivery_count: 0,
+                ..Default::default()
             };
         }
     }
     IncomingMessage {
         body: data.to_vec(),
         properties: Map::from_iter([("mtype".to_owned(), "container_signature".into())]),
-        reply_to: None,
-        delivery_count: 0,
+        ..Default::default()
     }
 }
 
