@@ -162,7 +162,62 @@ async fn only_granted_keys_sign_for_the_authenticated_or_declared_requester() {
         ),
         3.0
     );
-    println!("authorization: 2 granted requests signed, 3 refused, 1 forged user-id refused by the broker");
+
+    // The CLI requester with credentials in the broker URL stamps that (broker-validated) user as user-id: the
+    // server sees `guest`, not the `--requester` it declares.
+    let dir = tempfile::tempdir().unwrap();
+    let conf = dir.path().join("conf.yaml");
+    let url = env.amqp_url().replacen("://", "://guest:guest@", 1);
+    std::fs::write(
+        &conf,
+        client_config(&env, &queue, 15).replace(env.amqp_url(), &url),
+    )
+    .unwrap();
+    let cli = |key: &str, repo: &str| {
+        let reference = format!("registry.example.com/{repo}:1");
+        let task = unique("cli");
+        let args = [
+            "msg-container-sign",
+            "--signing-key",
+            key,
+            "--task-id",
+            &task,
+            "--requester",
+            "tester",
+            "--config-file",
+            conf.to_str().unwrap(),
+            "--digest",
+            DIGEST,
+            "--reference",
+            &reference,
+        ];
+        let (code, stdout, stderr) = run_cmd(&signbus_bin(), &args);
+        (
+            code,
+            serde_json::from_str::<Value>(&stdout).unwrap_or_else(|_| {
+                panic!(
+                    "{stdout}
+{stderr}"
+                )
+            }),
+        )
+    };
+    let (code, out) = cli(env.key_ed25519(), "ns/app");
+    assert_eq!(code, 0, "{out}");
+    let (code, out) = cli(env.key_rsa(), "ns/app");
+    assert_eq!(code, 1, "{out}");
+    let e = out["operation_results"][0][0]["msg"]["errors"][0]
+        .as_str()
+        .unwrap_or_default();
+    assert!(
+        e.contains("requester guest is not authorised to sign with key rsa"),
+        "{out}"
+    );
+
+    println!(
+        "authorization: 3 granted requests signed, 4 refused (one from the CLI, identified by its broker user), \
+         1 forged user-id refused by the broker"
+    );
     client.close().await;
     drop(server);
     delete_request_queue(&env, &queue);

@@ -241,7 +241,7 @@ struct Run<'a> {
     id_key: &'a str,
     retry: Retry,
     progress: &'a dyn Progress,
-    user_id: Option<&'a str>,
+    user_id: Option<String>,
     ex: Exchange,
     /// Ids published at least once (for progress: a resend is not a new request).
     sent: HashSet<&'a str>,
@@ -349,7 +349,7 @@ impl<'a> Run<'a> {
         };
         tracing::info!(cycle, count = pending.len(), "sending requests");
         let ttl = self.retry.timeout * self.retry.retries.max(1);
-        let (progress, user_id) = (self.progress, self.user_id);
+        let (progress, user_id) = (self.progress, self.user_id.as_deref());
         let first_time: HashSet<&str> = pending
             .iter()
             .map(|r| r.id.as_str())

@@ -112,7 +112,7 @@ pub trait Connect: Send + Sync {
     fn connect(&self) -> impl Future<Output = Result<Self::Conn, TransportError>> + Send;
     /// The broker user messages are published as, when known: set as their AMQP `user-id`, which a broker
     /// like RabbitMQ validates, so a server can trust it as the publisher's identity.
-    fn user_id(&self) -> Option<&str> {
+    fn user_id(&self) -> Option<String> {
         None
     }
 }
@@ -133,11 +133,8 @@ impl Connect for Connector {
         connect(&self.config, &self.container_id).await
     }
 
-    fn user_id(&self) -> Option<&str> {
-        match self.config.sasl {
-            Sasl::Plain => self.config.username.as_deref(),
-            _ => None,
-        }
+    fn user_id(&self) -> Option<String> {
+        self.config.plain_user()
     }
 }
 
@@ -169,7 +166,7 @@ impl<C: Connect> Connect for Primed<C> {
         }
     }
 
-    fn user_id(&self) -> Option<&str> {
+    fn user_id(&self) -> Option<String> {
         self.inner.user_id()
     }
 }
@@ -271,6 +268,31 @@ impl Default for BrokerConfig {
 }
 
 impl BrokerConfig {
+    /// The user this configuration authenticates as with SASL PLAIN, when that is known whichever broker of the
+    /// list answers: `username` (with `sasl: plain`), else the user every URL names (`amqp://user:pass@host`).
+    pub fn plain_user(&self) -> Option<String> {
+        if self.sasl == Sasl::Plain {
+            if let Some(u) = &self.username {
+                return Some(u.clone());
+            }
+        }
+        let users: std::collections::BTreeSet<Option<String>> = self
+            .urls
+            .iter()
+            .map(|u| {
+                let u = u.replacen("091://", "://", 1);
+                amqp1::BrokerUrl::parse(&u)
+                    .ok()
+                    .and_then(|b| b.credentials)
+                    .map(|(user, _)| user)
+            })
+            .collect();
+        match users.into_iter().collect::<Vec<_>>().as_slice() {
+            [Some(user)] => Some(user.clone()),
+            _ => None,
+        }
+    }
+
     /// The protocol to speak, resolving `auto` by the first URL's scheme.
     pub fn resolved_protocol(&self) -> Protocol {
         match self.protocol {
@@ -373,5 +395,45 @@ impl std::fmt::Debug for BrokerConfig {
             .field("password", &self.password.as_ref().map(|_| "***"))
             .field("publish_timeout_secs", &self.publish_timeout_secs)
             .finish_non_exhaustive()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_plain_user_is_known_only_when_every_broker_agrees() {
+        let cfg = |urls: &[&str], sasl: Sasl, username: Option<&str>| BrokerConfig {
+            urls: urls.iter().map(|u| u.to_string()).collect(),
+            sasl,
+            username: username.map(str::to_owned),
+            ..Default::default()
+        };
+        let plain = Sasl::Plain;
+        assert_eq!(
+            cfg(&["amqp://h"], plain.clone(), Some("svc"))
+                .plain_user()
+                .as_deref(),
+            Some("svc")
+        );
+        assert_eq!(
+            cfg(&["amqp://h"], Sasl::Anonymous, Some("svc")).plain_user(),
+            None
+        );
+        let both = ["amqp://a%40b:p@h1", "amqp091://a%40b:q@h2:5673"];
+        assert_eq!(
+            cfg(&both, Sasl::Anonymous, None).plain_user().as_deref(),
+            Some("a@b")
+        );
+        assert_eq!(
+            cfg(&["amqp://a:p@h1", "amqp://b:p@h2"], Sasl::Anonymous, None).plain_user(),
+            None
+        );
+        assert_eq!(
+            cfg(&["amqp://a:p@h1", "amqp://h2"], Sasl::Anonymous, None).plain_user(),
+            None
+        );
+        assert_eq!(cfg(&["amqp://h"], Sasl::Anonymous, None).plain_user(), None);
     }
 }
