@@ -34,25 +34,8 @@ async fn broker_killed_and_restarted_mid_run_every_request_answered_once() {
     let queue = unique("restart");
     declare_durable_request_queue(&env, &queue);
     let server = Server::start(&server_config(&env, &queue, ""));
-    let text = client_config(&env, &queue, 30);
-    let cfg = requester::RequesterConfig::parse(&text, std::path::Path::new("c"), |_| None)
-        .unwrap()
-        .single()
-        .unwrap()
-        .clone();
     let n = 1000;
-    let task = unique("t");
-    let input = requester::ContainerSignInput {
-        digests: (0..n).map(|i| format!("sha256:{i:064x}")).collect(),
-        references: (0..n)
-            .map(|i| format!("registry.example.com/ns/app:{i}"))
-            .collect(),
-        signing_keys: vec![env.key_ed25519().to_owned()],
-        task_id: task.clone(),
-        requester: Some("tester".into()),
-        ..Default::default()
-    };
-    let requests = requester::prepare_container(&cfg, "tester", &input).unwrap();
+    let (cfg, task, requests) = container_requests(&env, &queue, n, env.key_ed25519());
     let vars = requester::template_vars(&cfg, "tester", &task, Some("tester"));
     let listen = requester::format_address(&cfg.topic_listen_to, &vars).unwrap();
     let retry = requester::Retry::from_config(&cfg);
@@ -120,10 +103,10 @@ async fn broker_killed_and_restarted_mid_run_every_request_answered_once() {
     // The signatures are over the claims sent (a sample, through gpg).
     for r in requests.iter().step_by(97) {
         let msg = &ex.replies[&r.id].0["msg"];
-        let sig = b64(msg["signed_claim"].as_str().unwrap());
+        let sig = unbase64(msg["signed_claim"].as_str().unwrap());
         assert_eq!(
             gpg_payload(&env, &sig),
-            b64(r.body["claim_file"].as_str().unwrap())
+            unbase64(r.body["claim_file"].as_str().unwrap())
         );
     }
     let metrics = server.scrape();
@@ -140,9 +123,4 @@ async fn broker_killed_and_restarted_mid_run_every_request_answered_once() {
     );
     drop(server);
     delete_request_queue(&env, &queue);
-}
-
-fn b64(s: &str) -> Vec<u8> {
-    use base64::Engine;
-    base64::engine::general_purpose::STANDARD.decode(s).unwrap()
 }

@@ -108,12 +108,7 @@ fuzz_target!(|data: &[u8]| {
         assert_eq!(message.address, to, "reply-to not honoured");
     }
     // A signed reply carries its result and no error; any other carries errors and no signature.
-    let kind = msg
-        .properties
-        .get("mtype")
-        .and_then(Value::as_str)
-        .and_then(RequestType::from_mtype)
-        .unwrap_or(RequestType::Container);
+    let kind = RequestType::from_properties(&msg.properties).unwrap_or(RequestType::Container);
     let errors = reply["msg"]["errors"].as_array().expect("errors is a list");
     let result = &reply["msg"][kind.result_field()];
     if outcome == Outcome::Signed {

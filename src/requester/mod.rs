@@ -350,15 +350,10 @@ impl<'a> Run<'a> {
         tracing::info!(cycle, count = pending.len(), "sending requests");
         let ttl = self.retry.timeout * self.retry.retries.max(1);
         let (progress, user_id) = (self.progress, self.user_id.as_deref());
-        let first_time: HashSet<&str> = pending
-            .iter()
-            .map(|r| r.id.as_str())
-            .filter(|id| !self.sent.contains(id))
-            .collect();
         let sends: Vec<_> = pending
             .iter()
             .map(|r| {
-                let first = first_time.contains(r.id.as_str());
+                let first = !self.sent.contains(r.id.as_str());
                 async move {
                     let sent = transport
                         .publish(OutgoingMessage {

@@ -135,13 +135,7 @@ pub struct Handled {
 /// The request type label of a message, from its `mtype` property (absent means a container request, as in
 /// [`Handler::handle`]); unrecognised values are `unknown`.
 pub fn type_label(properties: &Map<String, Value>) -> &'static str {
-    match properties.get("mtype") {
-        None => RequestType::Container.as_str(),
-        Some(v) => v
-            .as_str()
-            .and_then(RequestType::from_mtype)
-            .map_or("unknown", RequestType::as_str),
-    }
+    RequestType::from_properties(properties).map_or("unknown", RequestType::as_str)
 }
 
 /// A failed step: its class and message.
@@ -272,12 +266,8 @@ impl<S: Signer> Handler<S> {
         };
         let body = doc.as_object().expect("decoded as an object");
         let text = |k: &str| body.get(k).and_then(Value::as_str);
-        let kind = msg
-            .properties
-            .get("mtype")
-            .and_then(Value::as_str)
-            .and_then(RequestType::from_mtype)
-            .unwrap_or(RequestType::Container);
+        // An unknown type is checked as a container request; its properties then fail their schema.
+        let kind = RequestType::from_properties(&msg.properties).unwrap_or(RequestType::Container);
         let key = self.key_label(kind, body);
         let who = self.authorizer.identify(
             msg.user_id.as_deref(),

@@ -36,18 +36,6 @@ pub trait Weigh {
     fn weight(&self) -> usize;
 }
 
-impl Weigh for u8 {
-    fn weight(&self) -> usize {
-        1
-    }
-}
-
-impl Weigh for usize {
-    fn weight(&self) -> usize {
-        8
-    }
-}
-
 struct Slot<T> {
     fingerprint: [u8; 32],
     born: Instant,
@@ -231,6 +219,18 @@ impl<T: Clone + Weigh> RecentReplies<T> {
 mod tests {
     use super::*;
     use std::sync::atomic::{AtomicUsize, Ordering};
+
+    impl Weigh for u8 {
+        fn weight(&self) -> usize {
+            1
+        }
+    }
+
+    impl Weigh for usize {
+        fn weight(&self) -> usize {
+            8
+        }
+    }
 
     #[tokio::test]
     async fn the_same_request_gets_the_same_answer_and_a_different_one_is_refused() {

@@ -50,6 +50,15 @@ impl RequestType {
         .find(|t| t.as_str() == s)
     }
 
+    /// The type a message's application properties name: an absent `mtype` means a container request (as
+    /// pubtools-sign's first messages had none); an unrecognised one is `None`.
+    pub fn from_properties(properties: &Map<String, Value>) -> Option<Self> {
+        match properties.get("mtype") {
+            None => Some(RequestType::Container),
+            Some(v) => v.as_str().and_then(RequestType::from_mtype),
+        }
+    }
+
     /// The reply member that carries this type's result.
     pub fn result_field(self) -> &'static str {
         match self {

@@ -349,6 +349,55 @@ pub fn client_config(env: &Env, queue: &str, timeout: u64) -> String {
     format!("msg_signer:\n{section}msg_batch_signer:\n{section}  chunk_size: 50\n")
 }
 
+/// The `msg_signer` section of [`client_config`], parsed.
+pub fn requester_section(
+    env: &Env,
+    queue: &str,
+    timeout: u64,
+) -> signbus::requester::MsgSignerConfig {
+    let text = client_config(env, queue, timeout);
+    let parsed =
+        signbus::requester::RequesterConfig::parse(&text, std::path::Path::new("c"), |_| None);
+    parsed.unwrap().single().unwrap().clone()
+}
+
+/// `n` container requests to `queue` (references `registry.example.com/ns/app:<i>`, each with its own digest),
+/// signed with `key`, as the requester `tester` prepares them under a new task id. Returns the requester config
+/// section (30 s timeout), the task id and the requests.
+pub fn container_requests(
+    env: &Env,
+    queue: &str,
+    n: usize,
+    key: &str,
+) -> (
+    signbus::requester::MsgSignerConfig,
+    String,
+    Vec<signbus::requester::PreparedRequest>,
+) {
+    let cfg = requester_section(env, queue, 30);
+    let task = unique("t");
+    let input = signbus::requester::ContainerSignInput {
+        digests: (0..n).map(|i| format!("sha256:{i:064x}")).collect(),
+        references: (0..n)
+            .map(|i| format!("registry.example.com/ns/app:{i}"))
+            .collect(),
+        signing_keys: vec![key.to_owned()],
+        task_id: task.clone(),
+        requester: Some("tester".into()),
+        ..Default::default()
+    };
+    let requests = signbus::requester::prepare_container(&cfg, "tester", &input).unwrap();
+    (cfg, task, requests)
+}
+
+/// Base64 to bytes (panics on bad input).
+pub fn unbase64(text: &str) -> Vec<u8> {
+    use base64::Engine;
+    base64::engine::general_purpose::STANDARD
+        .decode(text)
+        .unwrap()
+}
+
 /// Verifies an image signature with skopeo against the testenv keyring. Returns skopeo's output or panics.
 pub fn skopeo_verify(
     env: &Env,
@@ -435,13 +484,7 @@ impl Bed {
 
     /// The pubtools-sign `msg_signer` section for this queue.
     pub fn requester_config(&self, timeout: u64) -> signbus::requester::MsgSignerConfig {
-        let text = client_config(&self.env, &self.queue, timeout);
-        let parsed = signbus::requester::RequesterConfig::parse(
-            &text,
-            std::path::Path::new("client.yaml"),
-            |_| None,
-        );
-        parsed.unwrap().single().unwrap().clone()
+        requester_section(&self.env, &self.queue, timeout)
     }
 
     /// A pubtools-sign config file for this queue, in `dir`.
@@ -554,6 +597,15 @@ impl RawClient {
             .unwrap();
     }
 
+    /// Publishes prepared requests as they are.
+    pub async fn send_requests(&self, requests: &[signbus::requester::PreparedRequest]) {
+        for r in requests {
+            let body = serde_json::Value::Object(r.body.clone()).to_string();
+            let properties = serde_json::Value::Object(r.properties.clone());
+            self.send(&r.address, body, &properties).await;
+        }
+    }
+
     /// As [`RawClient::send`], with an AMQP `user-id`, returning what the broker said.
     pub async fn try_send(
         &self,
@@ -633,33 +685,9 @@ pub async fn every_request_answered_across_a_stop<T: Send + 'static>(
         server_config(&env, &queue, extra_server).replace("max_in_flight: 64", "max_in_flight: 8");
     let mut first = Some((Server::start(&config), stop));
 
-    let text = client_config(&env, &queue, 30);
-    let cfg =
-        signbus::requester::RequesterConfig::parse(&text, std::path::Path::new("c"), |_| None)
-            .unwrap();
-    let cfg = cfg.single().unwrap().clone();
-    let task = unique("t");
-    let input = signbus::requester::ContainerSignInput {
-        digests: vec![format!("sha256:{}", "ab".repeat(32)); n],
-        references: (0..n)
-            .map(|i| format!("registry.example.com/ns/app:{i}"))
-            .collect(),
-        signing_keys: vec![env.key_rsa().to_owned()],
-        task_id: task.clone(),
-        requester: Some("tester".into()),
-        ..Default::default()
-    };
-    let requests = signbus::requester::prepare_container(&cfg, "tester", &input).unwrap();
+    let (_, task, requests) = container_requests(&env, &queue, n, env.key_rsa());
     let mut client = RawClient::open(&env, &task).await;
-    for r in &requests {
-        client
-            .send(
-                &r.address,
-                serde_json::Value::Object(r.body.clone()).to_string(),
-                &serde_json::Value::Object(r.properties.clone()),
-            )
-            .await;
-    }
+    client.send_requests(&requests).await;
 
     let mut answered = std::collections::HashSet::new();
     let mut stopped = None;
