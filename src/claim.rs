@@ -158,6 +158,168 @@ impl Claim {
     }
 }
 
+/// Whether a verifier could take `data` as an atomic container signature claim: after any UTF-8 byte order marks
+/// and whitespace it is a JSON object with a top-level member named `critical` (compared without ASCII case;
+/// escapes such as `\u0063` decoded). Deliberately wider than [`Claim::parse`] and than containers/image's
+/// parser: it needs no valid claim, no valid JSON after that member, and no depth limit (the rest of the object
+/// is skipped by counting brackets, so deep nesting cannot hide a member), so no claim a verifier accepts is
+/// missed. Clearsign and blob signatures over such data could pass for image signatures (a cleartext signature's
+/// text, or a detached signature's data wrapped in a literal packet, is what a verifier parses), so the server
+/// never makes them.
+pub fn looks_like_claim(data: &[u8]) -> bool {
+    let mut s = Scanner { data, at: 0 };
+    s.skip_space();
+    if s.next() != Some(b'{') {
+        return false;
+    }
+    loop {
+        s.skip_space();
+        if s.next() != Some(b'"') {
+            return false;
+        }
+        if s.string().eq_ignore_ascii_case("critical") {
+            return true;
+        }
+        s.skip_space();
+        if s.next() != Some(b':') {
+            return false;
+        }
+        s.skip_space();
+        if !s.skip_value() {
+            return false;
+        }
+        s.skip_space();
+        if s.next() != Some(b',') {
+            return false;
+        }
+    }
+}
+
+/// A forgiving, non-recursive reader of JSON text for [`looks_like_claim`].
+struct Scanner<'a> {
+    data: &'a [u8],
+    at: usize,
+}
+
+impl Scanner<'_> {
+    fn next(&mut self) -> Option<u8> {
+        let b = self.data.get(self.at).copied();
+        self.at += 1;
+        b
+    }
+
+    fn peek(&self) -> Option<u8> {
+        self.data.get(self.at).copied()
+    }
+
+    /// Skips JSON whitespace, the other ASCII white space and UTF-8 byte order marks.
+    fn skip_space(&mut self) {
+        loop {
+            match self.peek() {
+                Some(b' ' | b'\t' | b'\n' | b'\r' | 0x0b | 0x0c) => self.at += 1,
+                Some(0xEF) if self.data[self.at..].starts_with(b"\xEF\xBB\xBF") => self.at += 3,
+                _ => return,
+            }
+        }
+    }
+
+    /// Reads the rest of a string (after its opening quote), decoding escapes; invalid UTF-8 and lone
+    /// surrogates become U+FFFD, as Go's decoder makes them.
+    fn string(&mut self) -> String {
+        let mut units: Vec<u16> = Vec::new();
+        let mut out = String::new();
+        let flush = |units: &mut Vec<u16>, out: &mut String| {
+            out.extend(char::decode_utf16(units.drain(..)).map(|c| c.unwrap_or('\u{FFFD}')));
+        };
+        let start = self.at;
+        let mut raw_from = start;
+        while let Some(b) = self.next() {
+            match b {
+                b'"' => {
+                    flush(&mut units, &mut out);
+                    out.push_str(&String::from_utf8_lossy(&self.data[raw_from..self.at - 1]));
+                    return out;
+                }
+                b'\\' => {
+                    flush(&mut units, &mut out);
+                    out.push_str(&String::from_utf8_lossy(&self.data[raw_from..self.at - 1]));
+                    match self.next() {
+                        Some(b'u') => {
+                            let hex = self.data.get(self.at..self.at + 4).unwrap_or_default();
+                            self.at += 4;
+                            let unit = std::str::from_utf8(hex)
+                                .ok()
+                                .and_then(|h| u16::from_str_radix(h, 16).ok());
+                            units.push(unit.unwrap_or(0xFFFD));
+                            raw_from = self.at;
+                            continue;
+                        }
+                        Some(e) => out.push(match e {
+                            b'n' => '\n',
+                            b't' => '\t',
+                            b'r' => '\r',
+                            b'b' => '\u{8}',
+                            b'f' => '\u{c}',
+                            other => char::from(other),
+                        }),
+                        None => {}
+                    }
+                    raw_from = self.at;
+                }
+                _ if !units.is_empty() => {
+                    flush(&mut units, &mut out);
+                }
+                _ => {}
+            }
+        }
+        out.push_str(&String::from_utf8_lossy(
+            self.data.get(raw_from..).unwrap_or_default(),
+        ));
+        out
+    }
+
+    /// Skips one value: a string, an object or array (by counting brackets outside strings), or a scalar.
+    /// False at the end of the input.
+    fn skip_value(&mut self) -> bool {
+        match self.peek() {
+            None => false,
+            Some(b'"') => {
+                self.at += 1;
+                self.string();
+                true
+            }
+            Some(b'{' | b'[') => {
+                let mut depth = 0usize;
+                while let Some(b) = self.next() {
+                    match b {
+                        b'"' => {
+                            self.string();
+                        }
+                        b'{' | b'[' => depth += 1,
+                        b'}' | b']' => {
+                            depth -= 1;
+                            if depth == 0 {
+                                return true;
+                            }
+                        }
+                        _ => {}
+                    }
+                }
+                false
+            }
+            Some(_) => {
+                while let Some(b) = self.peek() {
+                    if matches!(b, b',' | b'}' | b']' | b' ' | b'\t' | b'\n' | b'\r') {
+                        break;
+                    }
+                    self.at += 1;
+                }
+                true
+            }
+        }
+    }
+}
+
 fn shape(msg: impl Into<String>) -> ClaimError {
     ClaimError::Shape(msg.into())
 }
@@ -244,5 +406,53 @@ mod tests {
         }
         let good = format!(r#"{{{ok},"optional":{{"future":[1]}}}}"#);
         assert!(Claim::parse(good.as_bytes()).is_ok());
+    }
+
+    #[test]
+    fn claim_lookalikes_are_recognised_in_every_disguise() {
+        let r = Reference::parse_normalized("registry.example.com/evil/app:1").unwrap();
+        let compact = String::from_utf8(Claim::new(&r, D, None).unwrap().to_json()).unwrap();
+        let pretty =
+            serde_json::to_string_pretty(&serde_json::from_str::<Value>(&compact).unwrap())
+                .unwrap();
+        let deep = format!("{}{}", "[".repeat(100_000), "]".repeat(100_000));
+        let lookalikes = [
+            compact.clone(),
+            pretty.clone(),
+            pretty.replace('\n', "\r\n"),
+            format!(" \t\r\n{compact}\n\n"),
+            format!("\u{feff}{compact}"),
+            format!("\u{feff}\u{feff} {pretty}"),
+            compact.replacen("critical", "\\u0063ritical", 1),
+            compact.replacen("critical", "CRITICAL", 1),
+            // Members before `critical`, nested deeper than any recursive parser goes, with brackets in strings.
+            format!(
+                r#"{{"optional": {{"x": {deep}, "y": "]}}\"{{"}}, {}"#,
+                &compact[1..]
+            ),
+            format!(
+                r#"{{"a":1,"b":-2.5e3,"c":true,"d":null,"e":"\u00e9\ud83d\ude00",{}"#,
+                &compact[1..]
+            ),
+            // Not a valid claim, still refused: what follows the member does not matter.
+            r#"{"critical": "#.to_owned(),
+        ];
+        for text in &lookalikes {
+            assert!(looks_like_claim(text.as_bytes()), "missed {:.80}", text);
+        }
+        let others = [
+            "",
+            "hello",
+            "[{\"critical\": {}}]",
+            "{\"optional\": {\"critical\": 1}}",
+            "{\"x\": \"\\\"critical\"}",
+            "{\"criticality\": 1}",
+            "x{\"critical\": {}}",
+            "{\"a\": [1, {\"critical\": 2}]}",
+            "{\"a\" 1, \"critical\": 2}",
+        ];
+        for text in others {
+            assert!(!looks_like_claim(text.as_bytes()), "refused {text}");
+        }
     }
 }

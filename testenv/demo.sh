@@ -5,6 +5,9 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 step() { printf '\n==> %s\n' "$*"; }
 
+step "0. system packages (testenv/deps.sh: libgpgme-dev, gnupg, skopeo, …)"
+testenv/deps.sh build run
+
 step "1. test environment: RabbitMQ 4.0 on 127.0.0.1, throwaway gpg keys, configs (testenv/up.sh)"
 testenv/up.sh
 # shellcheck disable=SC1091

@@ -5,22 +5,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-missing=()
-for p in libgpgme-dev pkg-config gnupg skopeo curl docker-registry; do
-    dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")
-done
-if [ ${#missing[@]} -gt 0 ]; then
-    echo "test.sh: installing ${missing[*]}" >&2
-    export DEBIAN_FRONTEND=noninteractive
-    apt-get update -qq
-    apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
-    # docker-registry ships a service listening on :5000; the interop test starts its own registry on a free
-    # loopback port, so keep the packaged one from running where systemd would start it.
-    if [[ " ${missing[*]} " == *" docker-registry "* ]] && [ -d /run/systemd/system ]; then
-        systemctl disable --now docker-registry.service >/dev/null 2>&1 || true
-    fi
-fi
-
+testenv/deps.sh build run test
 testenv/up.sh
 
 # Tests that kill and restart the shared broker run alone, after the others.
@@ -33,7 +18,7 @@ SIGNBUS_TEST_PROTOCOL=amqp1 SIGNBUS_TEST_REQUESTER_PROTOCOL=amqp1 \
     cargo nextest run --no-fail-fast --success-output final -E "$RESTARTS"
 
 # 2. The same broker-facing tests over the other protocol combinations (one suite, parametrised).
-BROKER_TESTS='binary(/^(container|bad|cli|every|sigterm|sigkill|pubtools|metrics|logs|signed_images|topology|verify_agrees|authoriz|signer_outage)/)'
+BROKER_TESTS='binary(/^(container|bad|cli|every|sigterm|sigkill|pubtools|metrics|logs|signed_images|topology|verify_agrees|authoriz|cross_type|signer_outage)/)'
 for combo in "amqp091 amqp091" "amqp1 amqp091" "amqp091 amqp1"; do
     set -- $combo
     echo "test.sh: server over $1, requester over $2" >&2

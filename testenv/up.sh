@@ -45,16 +45,7 @@ die() { printf 'up.sh: ERROR: %s\n' "$*" >&2; exit 1; }
 # 1. host packages
 # --------------------------------------------------------------------------
 ensure_packages() {
-    local missing=() p
-    for p in mmdebstrap gnupg skopeo curl python3 openssl util-linux; do
-        dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")
-    done
-    if [ ${#missing[@]} -gt 0 ]; then
-        log "installing: ${missing[*]}"
-        export DEBIAN_FRONTEND=noninteractive
-        apt-get update -qq
-        apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
-    fi
+    "$TESTENV_DIR/deps.sh" run
 }
 
 # --------------------------------------------------------------------------

@@ -222,3 +222,133 @@ async fn only_granted_keys_sign_for_the_authenticated_or_declared_requester() {
     drop(server);
     delete_request_queue(&env, &queue);
 }
+
+/// The hole a review found: with a grant restricted to repositories, a clearsign or blob request that leaves
+/// `repo` out was signed. Now such a grant allows those types only when it lists them, and leaving `repo` out
+/// never widens what a requester may do.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn clearsign_and_blob_requests_need_a_grant_that_lists_their_type() {
+    let env = Env::load();
+    let queue = unique("authz-types");
+    declare_request_queue(&env, &queue);
+    let config = format!(
+        "{}authorization:\n  trust_user_id: true\n  grants:\n    - {{requester: guest, keys: [ed25519], repositories: [\"ns/\"]}}\n    - {{requester: tester, keys: [ed25519], repositories: [\"ns/\"], types: [clearsign]}}\n",
+        server_config(&env, &queue, "")
+    );
+    let server = Server::start(&config);
+    let task = unique("task");
+    let key = env.key_ed25519();
+    let request = |id: &str, mtype: &str, repo: Value| {
+        let member = if mtype == "clearsign_signature" {
+            "data"
+        } else {
+            "artifact"
+        };
+        json!({
+            "sig_key_id": &key[key.len() - 16..], member: STANDARD.encode("release notes"), "request_id": id,
+            "created": signbus::requester::isodate_now(), "requested_by": "tester", "repo": repo,
+            "pub_task_id": task,
+        })
+        .to_string()
+    };
+    // (request id, mtype, repo, AMQP user-id, expected: Ok(()) signed / Err(text in the error))
+    type Case<'a> = (
+        &'a str,
+        &'a str,
+        Value,
+        Option<&'a str>,
+        Result<(), &'a str>,
+    );
+    let cases: Vec<Case> = vec![
+        (
+            "t-guest-clear-norepo",
+            "clearsign_signature",
+            Value::Null,
+            Some("guest"),
+            Err("not authorised to send clearsign requests with key ed25519"),
+        ),
+        (
+            "t-guest-clear-repo",
+            "clearsign_signature",
+            json!("ns/app"),
+            Some("guest"),
+            Err("must list the type"),
+        ),
+        (
+            "t-guest-blob-norepo",
+            "gpg_signature",
+            Value::Null,
+            Some("guest"),
+            Err("not authorised to send blob requests"),
+        ),
+        (
+            "t-tester-clear-norepo",
+            "clearsign_signature",
+            Value::Null,
+            None,
+            Ok(()),
+        ),
+        (
+            "t-tester-clear-repo",
+            "clearsign_signature",
+            json!("ns/app"),
+            None,
+            Ok(()),
+        ),
+        (
+            "t-tester-clear-other",
+            "clearsign_signature",
+            json!("other/app"),
+            None,
+            Err("not authorised to sign for repository \"other/app\""),
+        ),
+        (
+            "t-tester-blob",
+            "gpg_signature",
+            Value::Null,
+            None,
+            Err("requester tester (unauthenticated) is not authorised to send blob requests"),
+        ),
+    ];
+    let mut client = RawClient::open(&env, &task).await;
+    let address = format!("/queues/{queue}");
+    for (id, mtype, repo, user, _) in &cases {
+        let props = json!({"mtype": mtype, "owner_id": "tester", "pub_task_id": task});
+        client
+            .try_send(&address, request(id, mtype, repo.clone()), &props, *user)
+            .await
+            .unwrap();
+    }
+    let got = client.replies(cases.len(), || server.logs()).await;
+    for (id, mtype, _, _, expected) in &cases {
+        let msg = &got[*id]["msg"];
+        let result = if *mtype == "clearsign_signature" {
+            "signed_data"
+        } else {
+            "signed_payload"
+        };
+        match expected {
+            Ok(()) => {
+                assert_eq!(msg["errors"], json!([]), "{id}: {msg}");
+                assert!(msg[result].is_string(), "{id}: {msg}");
+            }
+            Err(needle) => {
+                assert_eq!(msg[result], Value::Null, "{id}: signed: {msg}");
+                let e = msg["errors"][0].as_str().unwrap_or_default();
+                assert!(e.contains(needle), "{id}: {e:?} lacks {needle:?}");
+            }
+        }
+    }
+    let metrics = server.scrape();
+    assert_eq!(
+        metric_sum(
+            &metrics,
+            "signbus_requests_total",
+            &[("outcome", "forbidden")]
+        ),
+        5.0
+    );
+    client.close().await;
+    drop(server);
+    delete_request_queue(&env, &queue);
+}

@@ -1,14 +1,18 @@
-//! Who may sign with which key, and for which repositories.
+//! Who may sign with which key, for which request types and repositories.
 //!
 //! The configuration's `authorization` section grants requester identities keys (by name, alias, key id or
-//! fingerprint; resolved to full fingerprints at start, so a grant can never silently name another key) and,
-//! optionally, repository prefixes. The identity of a request is the AMQP `user-id` when the broker is trusted
+//! fingerprint; resolved to full fingerprints at start, so a grant can never silently name another key),
+//! request types and, optionally, repository prefixes. It fails closed: a grant that restricts repositories
+//! allows only the types whose repository the server can verify (container and batch, whose claims must name a
+//! reference inside the request's `repo`) unless it lists the others (clearsign, blob) explicitly, and no member
+//! a request leaves out ever widens what it may do. The identity of a request is the AMQP `user-id` when the broker is trusted
 //! to have validated it (RabbitMQ refuses a `user-id` that is not the connection's authenticated user), and
 //! otherwise what the request says (`requested_by`, else the `owner_id` property) — marked unauthenticated.
 //! Without an `authorization` section every configured key may be used by anyone. This module decides; it never
 //! signs, and knows nothing of AMQP.
 
 use crate::signing::KeyRing;
+use crate::wire::RequestType;
 use serde::{Deserialize, Serialize};
 use std::collections::{HashMap, HashSet};
 
@@ -39,6 +43,62 @@ pub struct Grant {
     /// Repository prefixes it may sign for (`ns/` matches `ns/app`; `ns/app` matches only `ns/app`). Empty: all.
     #[serde(default)]
     pub repositories: Vec<String>,
+    /// Request types it may send (`container`, `batch`, `clearsign`, `blob`). Absent: every type when
+    /// `repositories` is empty, else only `container` and `batch` — clearsign and blob requests carry no
+    /// repository the server can verify, so a repository-restricted grant allows them only when it lists them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub types: Option<Vec<GrantedType>>,
+}
+
+/// A request type as grants name it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum GrantedType {
+    /// `container_signature` requests.
+    Container,
+    /// `batch` requests.
+    Batch,
+    /// `clearsign_signature` requests.
+    Clearsign,
+    /// `gpg_signature` (blob) requests.
+    Blob,
+}
+
+impl GrantedType {
+    /// Every type, in the order the configuration lists them.
+    pub const ALL: [GrantedType; 4] = [
+        GrantedType::Container,
+        GrantedType::Batch,
+        GrantedType::Clearsign,
+        GrantedType::Blob,
+    ];
+
+    /// The configuration's name for it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            GrantedType::Container => "container",
+            GrantedType::Batch => "batch",
+            GrantedType::Clearsign => "clearsign",
+            GrantedType::Blob => "blob",
+        }
+    }
+
+    /// Whether requests of this type name a repository the server verifies (their claims must name a reference
+    /// inside it), so a repository prefix can restrict them.
+    pub fn has_verified_repository(self) -> bool {
+        matches!(self, GrantedType::Container | GrantedType::Batch)
+    }
+}
+
+impl From<RequestType> for GrantedType {
+    fn from(t: RequestType) -> Self {
+        match t {
+            RequestType::Container => GrantedType::Container,
+            RequestType::Batch => GrantedType::Batch,
+            RequestType::ClearSign => GrantedType::Clearsign,
+            RequestType::Blob => GrantedType::Blob,
+        }
+    }
 }
 
 /// A request's identity.
@@ -69,6 +129,25 @@ impl Identity {
 struct Resolved {
     fingerprints: HashSet<String>,
     repositories: Vec<String>,
+    types: HashSet<GrantedType>,
+}
+
+impl Resolved {
+    /// Whether this grant lets a request of type `kind` naming `repo` (or none) through. A request without a
+    /// repository passes a repository-restricted grant only for a type the grant lists and whose repository
+    /// cannot be verified anyway (clearsign, blob); a container or batch request always names one (schema).
+    fn admits(&self, kind: GrantedType, repo: Option<&str>) -> bool {
+        if !self.types.contains(&kind) {
+            return false;
+        }
+        if self.repositories.is_empty() {
+            return true;
+        }
+        match repo {
+            Some(r) => self.repositories.iter().any(|p| repo_in(r, p)),
+            None => !kind.has_verified_repository(),
+        }
+    }
 }
 
 /// Decides whether an identity may sign with a key for a repository.
@@ -103,12 +182,28 @@ impl Authorizer {
                 })?;
                 fingerprints.insert(key.fingerprint.clone());
             }
+            let types = match &g.types {
+                Some(t) if t.is_empty() => {
+                    return Err(format!(
+                        "authorization.grants[{i}] ({}): types is empty (it would allow nothing; \
+                         leave it out for the default, or list container, batch, clearsign, blob)",
+                        g.requester
+                    ))
+                }
+                Some(t) => t.iter().copied().collect(),
+                None if g.repositories.is_empty() => GrantedType::ALL.into_iter().collect(),
+                None => GrantedType::ALL
+                    .into_iter()
+                    .filter(|t| t.has_verified_repository())
+                    .collect(),
+            };
             grants
                 .entry(g.requester.clone())
                 .or_default()
                 .push(Resolved {
                     fingerprints,
                     repositories: g.repositories.clone(),
+                    types,
                 });
         }
         Ok(Authorizer {
@@ -141,11 +236,12 @@ impl Authorizer {
         }
     }
 
-    /// Whether `who` may sign with the key `fingerprint` (labelled `key` in messages) for `repo` (when the
-    /// request names one). The error says who was refused what.
+    /// Whether `who` may send a `kind` request signed with the key `fingerprint` (labelled `key` in messages)
+    /// for `repo` (the repository the request names, if any). The error says who was refused what.
     pub fn check(
         &self,
         who: &Identity,
+        kind: RequestType,
         fingerprint: &str,
         key: &str,
         repo: Option<&str>,
@@ -160,6 +256,7 @@ impl Authorizer {
                 who.describe()
             ));
         }
+        let kind = GrantedType::from(kind);
         let grants = self.grants.get(&who.name).map_or(&[][..], Vec::as_slice);
         let with_key: Vec<&Resolved> = grants
             .iter()
@@ -171,18 +268,33 @@ impl Authorizer {
                 who.describe()
             ));
         }
-        let Some(repo) = repo else { return Ok(()) };
-        let allowed = with_key
-            .iter()
-            .any(|g| g.repositories.is_empty() || g.repositories.iter().any(|p| repo_in(repo, p)));
-        if allowed {
-            Ok(())
-        } else {
-            Err(format!(
+        if !with_key.iter().any(|g| g.types.contains(&kind)) {
+            let why = if kind.has_verified_repository() {
+                ""
+            } else {
+                " (its requests name no repository the server can verify, so a grant restricted to \
+                 repositories must list the type)"
+            };
+            return Err(format!(
+                "requester {} is not authorised to send {} requests with key {key}{why}",
+                who.describe(),
+                kind.as_str()
+            ));
+        }
+        if with_key.iter().any(|g| g.admits(kind, repo)) {
+            return Ok(());
+        }
+        Err(match repo {
+            Some(repo) => format!(
                 "requester {} is not authorised to sign for repository {repo:?} with key {key}",
                 who.describe()
-            ))
-        }
+            ),
+            None => format!(
+                "requester {} is not authorised to sign with key {key} for a request that names no \
+                 repository (its grants are restricted to repositories)",
+                who.describe()
+            ),
+        })
     }
 }
 
@@ -203,6 +315,7 @@ mod tests {
     use super::*;
     use crate::signing::ResolvedKey;
 
+    const C: RequestType = RequestType::Container;
     const A: &str = "0123456789ABCDEF0123456789ABCDEF01234567";
     const B: &str = "FEDCBA9876543210FEDCBA9876543210FEDCBA98";
 
@@ -229,21 +342,21 @@ mod tests {
         .unwrap();
         let alice = a.identify(Some("alice"), Some("mallory"), None);
         assert!(alice.authenticated);
-        assert_eq!(a.check(&alice, A, "release", Some("ns/app")), Ok(()));
-        let e = a.check(&alice, B, "beta", Some("ns/app")).unwrap_err();
+        assert_eq!(a.check(&alice, C, A, "release", Some("ns/app")), Ok(()));
+        let e = a.check(&alice, C, B, "beta", Some("ns/app")).unwrap_err();
         assert!(
             e.contains("alice is not authorised to sign with key beta"),
             "{e}"
         );
         let e = a
-            .check(&alice, A, "release", Some("other/app"))
+            .check(&alice, C, A, "release", Some("other/app"))
             .unwrap_err();
         assert!(e.contains("repository \"other/app\""), "{e}");
         let bob = a.identify(None, Some("bob"), None);
         assert!(!bob.authenticated);
-        assert_eq!(a.check(&bob, B, "beta", Some("any/thing")), Ok(()));
+        assert_eq!(a.check(&bob, C, B, "beta", Some("any/thing")), Ok(()));
         let nobody = a.identify(None, None, Some("owner"));
-        let e = a.check(&nobody, A, "release", None).unwrap_err();
+        let e = a.check(&nobody, C, A, "release", None).unwrap_err();
         assert!(e.contains("owner (unauthenticated)"), "{e}");
     }
 
@@ -258,14 +371,14 @@ mod tests {
         .unwrap();
         let who = strict.identify(None, Some("alice"), None);
         assert!(strict
-            .check(&who, A, "release", None)
+            .check(&who, C, A, "release", None)
             .unwrap_err()
             .contains("not authenticated"));
         let who = strict.identify(Some("alice"), None, None);
-        assert_eq!(strict.check(&who, A, "release", None), Ok(()));
+        assert_eq!(strict.check(&who, C, A, "release", None), Ok(()));
         let all = Authorizer::allow_all();
         assert_eq!(
-            all.check(&all.identify(None, None, None), B, "beta", Some("x")),
+            all.check(&all.identify(None, None, None), C, B, "beta", Some("x")),
             Ok(())
         );
     }
@@ -278,6 +391,81 @@ mod tests {
         assert!(e.contains("grants[0]") && e.contains("nope"), "{e}");
         assert!(authorizer("{grants: [{requester: a, keys: [reelase]}]}").is_err());
         assert!(authorizer("{grants: [{requester: '', keys: [release]}]}").is_err());
+    }
+
+    /// Every request type × (granted, other key, other repository, repository absent, type not granted), under
+    /// a grant restricted to `ns/` whose types are left to the default, and one that lists them all.
+    #[test]
+    fn grants_fail_closed_for_every_request_type() {
+        let a = authorizer(
+            "{grants: [{requester: dflt, keys: [release], repositories: [ns/]}, \
+             {requester: listed, keys: [release], repositories: [ns/], \
+              types: [container, batch, clearsign, blob]}, \
+             {requester: signer, keys: [release], repositories: [ns/], types: [clearsign]}, \
+             {requester: open, keys: [release]}]}",
+        )
+        .unwrap();
+        let who = |n: &str| a.identify(None, Some(n), None);
+        let types = [
+            RequestType::Container,
+            RequestType::Batch,
+            RequestType::ClearSign,
+            RequestType::Blob,
+        ];
+        for kind in types {
+            let verified = GrantedType::from(kind).has_verified_repository();
+            let check = |n: &str, fpr: &str, repo: Option<&str>| {
+                a.check(&who(n), kind, fpr, "release", repo)
+            };
+            // Granted: in the prefix, and (for clearsign and blob) no repository at all — but only where the
+            // type is listed; the default grant allows just container and batch.
+            for n in ["dflt", "listed", "open"] {
+                let granted = verified || n != "dflt";
+                assert_eq!(check(n, A, Some("ns/app")).is_ok(), granted, "{n} {kind:?}");
+            }
+            // Another key: never.
+            for n in ["dflt", "listed", "open"] {
+                let e = check(n, B, Some("ns/app")).unwrap_err();
+                assert!(e.contains("not authorised to sign with key release"), "{e}");
+            }
+            // Another repository: never under a restricted grant.
+            let e = check("listed", A, Some("other/app")).unwrap_err();
+            assert!(e.contains("repository \"other/app\""), "{e}");
+            assert!(check("open", A, Some("other/app")).is_ok());
+            // Repository absent: a restricted grant allows it only for a listed type whose repository cannot be
+            // verified; leaving `repo` out never widens anything.
+            assert_eq!(check("listed", A, None).is_ok(), !verified, "{kind:?}");
+            let e = check("dflt", A, None).unwrap_err();
+            assert!(e.contains("not authorised"), "{e}");
+            assert!(check("open", A, None).is_ok());
+            // Type not granted.
+            let e = check("signer", A, Some("ns/app"));
+            if kind == RequestType::ClearSign {
+                assert_eq!(e, Ok(()));
+            } else {
+                let e = e.unwrap_err();
+                let t = GrantedType::from(kind).as_str();
+                assert!(
+                    e.contains(&format!("not authorised to send {t} requests")),
+                    "{e}"
+                );
+            }
+        }
+        let e = a
+            .check(&who("dflt"), RequestType::ClearSign, A, "release", None)
+            .unwrap_err();
+        assert!(e.contains("must list the type"), "{e}");
+    }
+
+    #[test]
+    fn an_empty_type_list_is_a_configuration_error() {
+        let e = authorizer("{grants: [{requester: a, keys: [release], types: []}]}")
+            .err()
+            .unwrap();
+        assert!(e.contains("types is empty"), "{e}");
+        let unknown = "{grants: [{requester: a, keys: [release], types: [cosign]}]}";
+        let e = serde_yaml::from_str::<AuthorizationConfig>(unknown).unwrap_err();
+        assert!(e.to_string().contains("unknown variant `cosign`"), "{e}");
     }
 
     #[test]

@@ -50,6 +50,8 @@ pub enum Outcome {
     Forbidden,
     /// The request was delivered too many times without being settled.
     Redelivered,
+    /// Clearsign or blob data that would pass for an image signature claim.
+    CrossType,
 }
 
 impl Outcome {
@@ -67,6 +69,7 @@ impl Outcome {
             Outcome::TooLarge => "too_large",
             Outcome::Forbidden => "forbidden",
             Outcome::Redelivered => "redelivered",
+            Outcome::CrossType => "cross_type",
         }
     }
 }
@@ -520,8 +523,13 @@ impl<S: Signer> Handler<S> {
         };
         let text = |k: &str| body.get(k).and_then(Value::as_str).unwrap_or_default();
         let key_name = body.get("sig_keyname").and_then(Value::as_str);
-        let repo = body.get("repo").and_then(Value::as_str);
-        let sign = |mode, data| self.sign_with(text("sig_key_id"), key_name, mode, data, who, repo);
+        // An empty repo (pubtools-sign sends "" for blobs) names none.
+        let repo = body
+            .get("repo")
+            .and_then(Value::as_str)
+            .filter(|r| !r.is_empty());
+        let sign =
+            |mode, data| self.sign_with(kind, text("sig_key_id"), key_name, mode, data, who, repo);
         match kind {
             RequestType::Container => {
                 let digest = text("manifest_digest");
@@ -541,11 +549,11 @@ impl<S: Signer> Handler<S> {
                 };
                 single(sign(SignMode::Normal, claim).await)
             }
-            RequestType::ClearSign => match decode("data", text("data")) {
+            RequestType::ClearSign => match decode("data", text("data")).and_then(not_a_claim) {
                 Ok(data) => single(sign(SignMode::Clear, data).await),
                 Err(e) => single(Err(e)),
             },
-            RequestType::Blob => match decode("artifact", text("artifact")) {
+            RequestType::Blob => match decode("artifact", text("artifact")).and_then(not_a_claim) {
                 Ok(data) => single(sign(SignMode::Detached { armor: false }, data).await),
                 Err(e) => single(Err(e)),
             },
@@ -553,10 +561,12 @@ impl<S: Signer> Handler<S> {
         }
     }
 
-    /// Resolves the key a request names, checks `who` may use it for `repo`, and signs `data` with it, trying
-    /// again (up to `signing.attempts` in all) when the signer fails; the result is base64.
+    /// Resolves the key a request names, checks `who` may use it for a `kind` request naming `repo`, and signs
+    /// `data` with it, trying again (up to `signing.attempts` in all) when the signer fails; the result is base64.
+    #[allow(clippy::too_many_arguments)]
     async fn sign_with(
         &self,
+        kind: RequestType,
         key_id: &str,
         key_name: Option<&str>,
         mode: SignMode,
@@ -569,7 +579,7 @@ impl<S: Signer> Handler<S> {
             .lookup(Some(key_id), key_name)
             .map_err(|e| Failure::new(Outcome::Key, e.to_string()))?;
         self.authorizer
-            .check(who, &key.fingerprint, key.label(), repo)
+            .check(who, kind, &key.fingerprint, key.label(), repo)
             .map_err(|m| Failure::new(Outcome::Forbidden, m))?;
         let mut attempt = 1;
         loop {
@@ -681,7 +691,9 @@ impl<S: Signer> Handler<S> {
                         Ok((bytes, _)) => {
                             let mode = SignMode::Normal;
                             let name = key_name.as_deref();
-                            self.sign_with(&key_id, name, mode, bytes, who, Some(repo.as_str()))
+                            let repo = Some(repo.as_str());
+                            let kind = RequestType::Batch;
+                            self.sign_with(kind, &key_id, name, mode, bytes, who, repo)
                                 .await
                         }
                         Err(e) => Err(e),
@@ -769,6 +781,21 @@ fn decode(member: &str, b64: &str) -> Result<Vec<u8>, Failure> {
             format!("{member} is not valid base64: {e}"),
         )
     })
+}
+
+/// Refuses clearsign and blob data that an image-signature verifier would take as an atomic container signature
+/// claim: signing it would make a signature that containers/image (skopeo, podman) accepts for an image,
+/// bypassing every container check. See [`crate::claim::looks_like_claim`].
+fn not_a_claim(data: Vec<u8>) -> Result<Vec<u8>, Failure> {
+    if crate::claim::looks_like_claim(&data) {
+        return Err(Failure::new(
+            Outcome::CrossType,
+            "data is a JSON object with a \"critical\" member, which image verifiers (containers/image: \
+             skopeo, podman) would accept as an atomic container signature claim; not signed (image \
+             signatures are made by container_signature requests, whose claims the server checks)",
+        ));
+    }
+    Ok(data)
 }
 
 /// The span every log line about one request is written in.
