@@ -55,6 +55,22 @@ pub enum Outcome {
 }
 
 impl Outcome {
+    /// Every outcome, for documentation and tests that must cover them all.
+    pub const ALL: [Outcome; 12] = [
+        Outcome::Signed,
+        Outcome::Schema,
+        Outcome::Encoding,
+        Outcome::Claim,
+        Outcome::Key,
+        Outcome::Signer,
+        Outcome::Expired,
+        Outcome::Conflict,
+        Outcome::TooLarge,
+        Outcome::Forbidden,
+        Outcome::Redelivered,
+        Outcome::CrossType,
+    ];
+
     /// The metric label.
     pub fn as_str(self) -> &'static str {
         match self {
@@ -90,6 +106,15 @@ pub enum RejectReason {
 }
 
 impl RejectReason {
+    /// Every reason, for documentation and tests that must cover them all.
+    pub const ALL: [RejectReason; 5] = [
+        RejectReason::Undecodable,
+        RejectReason::NoRequestId,
+        RejectReason::NoReplyAddress,
+        RejectReason::InvalidReply,
+        RejectReason::ReplyUndeliverable,
+    ];
+
     /// The metric label.
     pub fn as_str(self) -> &'static str {
         match self {

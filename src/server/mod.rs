@@ -31,6 +31,14 @@ use tracing::Instrument;
 /// Runs the server until `shutdown` is cancelled. Returns an error only for problems that retrying cannot fix
 /// (a malformed broker URL, a request address the broker refuses). Counts into `metrics`; reports connected
 /// and consuming into `health`.
+/// The `outcome` label of a request rejected for the broker to dead-letter (besides the answered [`Outcome`]s).
+///
+/// [`Outcome`]: handler::Outcome
+pub const REJECTED: &str = "rejected";
+/// The `outcome` label of a request given back to the broker unanswered (lost connection, end of the grace
+/// period).
+pub const RELEASED: &str = "released";
+
 pub async fn run<S: Signer>(
     cfg: &ServerConfig,
     handler: Handler<S>,
@@ -206,7 +214,7 @@ impl<'a> InFlight<'a> {
 impl Drop for InFlight<'_> {
     fn drop(&mut self) {
         if !self.finished {
-            self.count("released");
+            self.count(RELEASED);
         }
         self.metrics.in_flight.dec();
     }
@@ -244,19 +252,19 @@ async fn process<S: Signer, T: Transport>(
                     ) => {
                         let reason = format!("reply could not be delivered: {e}");
                         let dead = Some(RejectReason::ReplyUndeliverable);
-                        (Settlement::Reject { reason }, "rejected", dead)
+                        (Settlement::Reject { reason }, REJECTED, dead)
                     }
                     Err(e) => {
                         tracing::warn!(error = %e, "reply not confirmed; releasing the request for redelivery");
                         if matches!(e, TransportError::Lost(_)) {
                             broken.cancel();
                         }
-                        (Settlement::Release, "released", None)
+                        (Settlement::Release, RELEASED, None)
                     }
                 }
             }
             Decision::Reject { reason, class } => {
-                (Settlement::Reject { reason }, "rejected", Some(class))
+                (Settlement::Reject { reason }, REJECTED, Some(class))
             }
         };
         if let (Settlement::Reject { reason }, Some(class)) = (&settlement, dead) {
@@ -264,7 +272,7 @@ async fn process<S: Signer, T: Transport>(
         }
         if let Err(e) = delivery.settle(settlement).await {
             tracing::warn!(error = %e, "settlement failed; the broker will redeliver the request");
-            tally.finish("released");
+            tally.finish(RELEASED);
             return;
         }
         if let Some(class) = dead {

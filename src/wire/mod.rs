@@ -28,6 +28,14 @@ pub enum RequestType {
 }
 
 impl RequestType {
+    /// Every request type.
+    pub const ALL: [RequestType; 4] = [
+        RequestType::Container,
+        RequestType::ClearSign,
+        RequestType::Blob,
+        RequestType::Batch,
+    ];
+
     /// The `mtype` string.
     pub fn as_str(self) -> &'static str {
         match self {
@@ -40,14 +48,7 @@ impl RequestType {
 
     /// Parses an `mtype` string.
     pub fn from_mtype(s: &str) -> Option<Self> {
-        [
-            RequestType::Container,
-            RequestType::ClearSign,
-            RequestType::Blob,
-            RequestType::Batch,
-        ]
-        .into_iter()
-        .find(|t| t.as_str() == s)
+        RequestType::ALL.into_iter().find(|t| t.as_str() == s)
     }
 
     /// The type a message's application properties name: an absent `mtype` means a container request (as
