@@ -129,7 +129,7 @@ fn members_at(path: &[String]) -> Option<Vec<String>> {
         let key = serde_yaml::Value::String(name.to_owned());
         if list {
             let items = map.entry(key).or_insert(serde_yaml::Value::Null);
-            if !items.as_sequence().is_some_and(|s| !s.is_empty()) {
+            if items.as_sequence().is_none_or(|s| s.is_empty()) {
                 *items = serde_yaml::Value::Sequence(vec![Default::default()]);
             }
             let seq = items.as_sequence_mut().unwrap();
