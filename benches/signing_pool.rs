@@ -49,10 +49,13 @@ fn pool(rt: &tokio::runtime::Runtime, home: &str, fpr: &str, workers: usize) -> 
             id: fpr.into(),
             name: None,
             aliases: vec![],
+            passphrase_file: None,
+            passphrase_credential: None,
         }],
     )
     .unwrap();
-    let pool = Arc::new(GpgmePool::start(Some(home.into()), keys, workers).unwrap());
+    let pool =
+        Arc::new(GpgmePool::start(Some(home.into()), keys, Default::default(), workers).unwrap());
     let rate = rt.block_on(async {
         let started = Instant::now();
         let mut set = tokio::task::JoinSet::new();

@@ -11,6 +11,7 @@ use signbus::requester::{self, output, ContainerSignInput, RequesterConfig, Retr
 use signbus::server::handler::{Decision, Handler};
 use signbus::server::{self, endpoints, health::Health};
 use signbus::signing::gpgme_pool::{resolve_keys, GpgmePool};
+use signbus::signing::load_passphrases;
 use signbus::transport::{self, Connect as _, Sasl};
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -232,9 +233,13 @@ async fn serve(a: ServeArgs) -> Result<i32> {
     let home = cfg.signing.gnupg_home.clone();
     let workers = cfg.workers();
     let keys_cfg = cfg.signing.keys.clone();
+    // systemd passes credentials (LoadCredential=) in this directory; key passphrases may name them.
+    let credentials = std::env::var_os("CREDENTIALS_DIRECTORY").map(PathBuf::from);
     let pool = tokio::task::spawn_blocking(move || -> Result<GpgmePool> {
         let keys = resolve_keys(home.as_deref(), &keys_cfg).context("resolving signing keys")?;
-        GpgmePool::start(home, keys, workers).context("starting the signing pool")
+        let passphrases = load_passphrases(&keys_cfg, &keys, credentials.as_deref())
+            .context("reading key passphrases")?;
+        GpgmePool::start(home, keys, passphrases, workers).context("starting the signing pool")
     })
     .await??;
     for k in pool.keys().keys() {

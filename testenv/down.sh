@@ -108,10 +108,12 @@ if [ -n "$main_pid" ] || [ ${#pids[@]} -gt 0 ]; then
 fi
 rm -f "$RUN_DIR/rabbitmq.pid"
 
-# --- gpg-agent started for our GNUPGHOME -------------------------------------
-if [ -d "$RUN_DIR/gnupg" ] && command -v gpgconf >/dev/null; then
-    GNUPGHOME=$RUN_DIR/gnupg gpgconf --kill all 2>/dev/null || true
-fi
+# --- gpg-agents started for our gpg homes ------------------------------------
+for home in "$RUN_DIR/gnupg" "$RUN_DIR/gnupg-passphrase"; do
+    if [ -d "$home" ] && command -v gpgconf >/dev/null; then
+        GNUPGHOME=$home gpgconf --kill all 2>/dev/null || true
+    fi
+done
 
 rm -f "$RUN_DIR"/*.pid "$RUN_DIR/env" "$RUN_DIR/env.tmp"
 

@@ -270,6 +270,32 @@ ensure_gpg() {
     gpg --batch --export "$KEY_RSA" >"$KEYS_DIR/rsa.pub.gpg"
     gpg --batch --armor --export "$KEY_ED" >"$KEYS_DIR/ed25519.pub.asc"
     gpg --batch --armor --export "$KEY_RSA" >"$KEYS_DIR/rsa.pub.asc"
+    ensure_passphrase_keys
+}
+
+# Keys protected by a passphrase (as production keys are), in a gpg home of their own so that tests which clear
+# or check the agent's passphrase cache touch nothing else. The passphrase is random, made once, mode 600.
+ensure_passphrase_keys() {
+    PASS_HOME=$RUN_DIR/gnupg-passphrase
+    PASS_FILE=$KEYS_DIR/passphrase
+    mkdir -p "$PASS_HOME"; chmod 700 "$PASS_HOME"
+    grep -qx 'allow-loopback-pinentry' "$PASS_HOME/gpg-agent.conf" 2>/dev/null ||
+        echo 'allow-loopback-pinentry' >>"$PASS_HOME/gpg-agent.conf"
+    if [ ! -s "$PASS_FILE" ]; then
+        (umask 077; openssl rand -hex 24 >"$PASS_FILE")
+    fi
+    local pgpg=(gpg --homedir "$PASS_HOME" --batch --quiet --pinentry-mode loopback --passphrase-file "$PASS_FILE")
+    if [ -z "$(GNUPGHOME=$PASS_HOME key_fpr pp-ed25519@signbus.test)" ]; then
+        log "generating passphrase-protected ed25519 test key"
+        "${pgpg[@]}" --quick-gen-key 'signbus passphrase ed25519 <pp-ed25519@signbus.test>' ed25519 sign never 2>/dev/null
+    fi
+    if [ -z "$(GNUPGHOME=$PASS_HOME key_fpr pp-rsa@signbus.test)" ]; then
+        log "generating passphrase-protected rsa3072 test key"
+        "${pgpg[@]}" --quick-gen-key 'signbus passphrase rsa <pp-rsa@signbus.test>' rsa3072 sign never 2>/dev/null
+    fi
+    PASS_KEY_ED=$(GNUPGHOME=$PASS_HOME key_fpr pp-ed25519@signbus.test)
+    PASS_KEY_RSA=$(GNUPGHOME=$PASS_HOME key_fpr pp-rsa@signbus.test)
+    [ ${#PASS_KEY_ED} -ge 40 ] && [ ${#PASS_KEY_RSA} -ge 40 ] || die "could not make the passphrase-protected keys"
 }
 
 # --------------------------------------------------------------------------
@@ -616,6 +642,10 @@ main() {
         printf 'export GNUPGHOME=%q\n' "$GNUPG_DIR"
         printf 'export SIGNBUS_TEST_KEY=%q\n' "$KEY_ED"
         printf 'export SIGNBUS_TEST_KEY_RSA=%q\n' "$KEY_RSA"
+        printf 'export SIGNBUS_TEST_PASSPHRASE_HOME=%q\n' "$PASS_HOME"
+        printf 'export SIGNBUS_TEST_PASSPHRASE_FILE=%q\n' "$PASS_FILE"
+        printf 'export SIGNBUS_TEST_PASSPHRASE_KEY=%q\n' "$PASS_KEY_ED"
+        printf 'export SIGNBUS_TEST_PASSPHRASE_KEY_RSA=%q\n' "$PASS_KEY_RSA"
         printf 'export SIGNBUS_AMQP_URL=%q\n' "$AMQP_URL"
         printf 'export SIGNBUS_AMQPS_URL=%q\n' "$AMQPS_URL"
         printf 'export SIGNBUS_TLS_CA=%q\n' "$TLS_DIR/ca.pem"

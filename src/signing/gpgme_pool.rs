@@ -4,13 +4,19 @@
 //! worker creates one context per configured key when it starts (armor off, loopback pinentry, signer added)
 //! and reuses it for every job. Jobs arrive over one shared queue; results return through a oneshot. Partial
 //! output of a failed signature is discarded. Workers beyond the core count add nothing: gpg is CPU-bound.
+//!
+//! Keys with a passphrase: every signature runs with a passphrase provider that answers gpg-agent's loopback
+//! pinentry with the key's [`Passphrase`] (only when the agent has not cached it), and refuses a second try,
+//! so a wrong passphrase fails at once instead of looping. At start the agent's cached passphrases for those keys
+//! are cleared, so the start-up test signature proves the configured passphrase, not one cached earlier.
 
-use super::keys::{KeyConfig, KeyRing, ResolvedKey};
+use super::keys::{KeyConfig, KeyRing, Passphrases, ResolvedKey};
+use super::secret::Passphrase;
 use super::{SignError, SignMode, Signer};
 use gpgme::{Context, PinentryMode, Protocol};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{mpsc, Arc, Mutex};
 use tokio::sync::oneshot;
 
@@ -92,10 +98,68 @@ pub fn resolve_keys(home: Option<&Path>, configs: &[KeyConfig]) -> Result<KeyRin
     KeyRing::new(resolved)
 }
 
+/// Makes gpg-agent forget the passphrases it cached for the keys `fingerprints` (every subkey's keygrip), so
+/// the next signature asks for them.
+fn forget_cached_passphrases(
+    home: Option<&Path>,
+    fingerprints: &[&String],
+) -> Result<(), SignError> {
+    if fingerprints.is_empty() {
+        return Ok(());
+    }
+    let bad = |fpr: &str, reason: String| SignError::BadConfiguredKey {
+        id: fpr.to_owned(),
+        reason,
+    };
+    let mut ctx = new_context(home).map_err(|r| bad("", r))?;
+    let mut commands = Vec::new();
+    for fpr in fingerprints {
+        let key = ctx
+            .get_secret_key(fpr.as_str())
+            .map_err(|e| bad(fpr, format!("get key: {e}")))?;
+        for sub in key.subkeys() {
+            if let Ok(grip) = sub.keygrip() {
+                commands.push(format!("CLEAR_PASSPHRASE --mode=normal {grip}"));
+            }
+        }
+    }
+    let mut cmd = std::process::Command::new("gpg-connect-agent");
+    if let Some(home) = home {
+        cmd.arg("--homedir").arg(home);
+    }
+    let out = cmd
+        .args(&commands)
+        .arg("/bye")
+        .stdin(std::process::Stdio::null())
+        .output()
+        .map_err(|e| bad(fingerprints[0], format!("gpg-connect-agent: {e}")))?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    if !out.status.success() || text.lines().any(|l| l.starts_with("ERR")) {
+        return Err(bad(
+            fingerprints[0],
+            format!(
+                "could not clear gpg-agent's cached passphrases: {}{}",
+                text.trim(),
+                String::from_utf8_lossy(&out.stderr).trim()
+            ),
+        ));
+    }
+    Ok(())
+}
+
 impl GpgmePool {
-    /// Starts `workers` threads (at least one) that sign with the keys of `keys` from gpg home `home`.
-    /// Each worker makes one test signature per key before the pool is returned, so a pool that starts works.
-    pub fn start(home: Option<PathBuf>, keys: KeyRing, workers: usize) -> Result<Self, SignError> {
+    /// Starts `workers` threads (at least one) that sign with the keys of `keys` from gpg home `home`, answering
+    /// gpg's passphrase requests from `passphrases`. Each worker makes one test signature per key before the
+    /// pool is returned, so a pool that starts works — with the configured passphrases, not cached ones.
+    pub fn start(
+        home: Option<PathBuf>,
+        keys: KeyRing,
+        passphrases: Passphrases,
+        workers: usize,
+    ) -> Result<Self, SignError> {
+        let protected: Vec<&String> = passphrases.keys().collect();
+        forget_cached_passphrases(home.as_deref(), &protected)?;
+        let passphrases = Arc::new(passphrases);
         let (tx, rx) = mpsc::channel::<Job>();
         let rx = Arc::new(Mutex::new(rx));
         let busy = Arc::new(AtomicUsize::new(0));
@@ -106,9 +170,10 @@ impl GpgmePool {
             let home = home.clone();
             let fprs: Vec<String> = keys.keys().iter().map(|k| k.fingerprint.clone()).collect();
             let busy = busy.clone();
+            let passphrases = passphrases.clone();
             let handle = std::thread::Builder::new()
                 .name(format!("signbus-gpg-{n}"))
-                .spawn(move || worker(home, fprs, rx, ready_tx, busy))
+                .spawn(move || worker(home, fprs, passphrases, rx, ready_tx, busy))
                 .map_err(|e| SignError::Gpg {
                     fingerprint: String::new(),
                     reason: format!("spawn worker: {e}"),
@@ -184,6 +249,7 @@ impl Signer for GpgmePool {
 fn worker(
     home: Option<PathBuf>,
     fingerprints: Vec<String>,
+    passphrases: Arc<Passphrases>,
     jobs: Arc<Mutex<mpsc::Receiver<Job>>>,
     ready: mpsc::Sender<Result<(), SignError>>,
     busy: Arc<AtomicUsize>,
@@ -208,7 +274,16 @@ fn worker(
                 return;
             }
         };
-        if let Err(e) = sign_with(&mut ctx, fpr, SignMode::Normal, b"signbus start-up test") {
+        let test = b"signbus start-up test";
+        let passphrase = passphrases.get(fpr);
+        if let Err(e) = sign_with(&mut ctx, fpr, SignMode::Normal, test, passphrase) {
+            let e = match e {
+                SignError::Gpg { reason, .. } => SignError::BadConfiguredKey {
+                    id: fpr.clone(),
+                    reason: format!("start-up test signature failed: {reason}"),
+                },
+                other => other,
+            };
             let _ = ready.send(Err(e));
             return;
         }
@@ -229,7 +304,10 @@ fn worker(
         };
         busy.fetch_add(1, Ordering::Relaxed);
         let result = match contexts.get_mut(&job.fingerprint) {
-            Some(ctx) => sign_with(ctx, &job.fingerprint, job.mode, &job.data),
+            Some(ctx) => {
+                let passphrase = passphrases.get(&job.fingerprint);
+                sign_with(ctx, &job.fingerprint, job.mode, &job.data, passphrase)
+            }
             None => Err(SignError::UnknownKey(job.fingerprint.clone())),
         };
         busy.fetch_sub(1, Ordering::Relaxed);
@@ -237,31 +315,48 @@ fn worker(
     }
 }
 
+/// Signs `data` in `mode`, answering a passphrase request with `passphrase` (once: a second request means
+/// gpg refused it; without a passphrase, a request is refused and reported as a missing passphrase).
 fn sign_with(
     ctx: &mut Context,
     fpr: &str,
     mode: SignMode,
     data: &[u8],
+    passphrase: Option<&Passphrase>,
 ) -> Result<Vec<u8>, SignError> {
     let mut out = Vec::new();
-    let result = match mode {
-        SignMode::Normal => {
-            ctx.set_armor(false);
-            ctx.sign_normal(data, &mut out)
-        }
-        SignMode::Clear => ctx.sign_clear(data, &mut out),
-        SignMode::Detached { armor } => {
-            ctx.set_armor(armor);
-            let r = ctx.sign_detached(data, &mut out);
-            ctx.set_armor(false);
-            r
+    // Whether gpg asked for a passphrase: then a failure is the passphrase's (gpg reports a refused loopback
+    // passphrase as a general error), or the lack of one.
+    let asked = AtomicBool::new(false);
+    let secret = passphrase.map(Passphrase::expose);
+    let provider = |req: gpgme::PassphraseRequest<'_>, w: &mut dyn std::io::Write| {
+        asked.store(true, Ordering::Relaxed);
+        match secret {
+            Some(_) if req.prev_attempt_failed => Err(gpgme::Error::BAD_PASSPHRASE),
+            Some(secret) => {
+                w.write_all(secret)?;
+                w.write_all(b"\n")?;
+                Ok(())
+            }
+            None => Err(gpgme::Error::NO_PASSPHRASE),
         }
     };
+    let result = ctx.with_passphrase_provider(provider, |ctx| sign_raw(ctx, mode, data, &mut out));
     let gpg_err = |reason: String| SignError::Gpg {
         fingerprint: fpr.to_owned(),
         reason,
     };
-    let result = result.map_err(|e| gpg_err(e.to_string()))?;
+    let result = result.map_err(|e| match (asked.load(Ordering::Relaxed), passphrase) {
+        (true, Some(_)) => gpg_err(format!(
+            "gpg refused the configured passphrase (wrong passphrase): {e}"
+        )),
+        (true, None) => gpg_err(
+            "the key needs a passphrase and none is configured (passphrase_file or \
+             passphrase_credential)"
+                .into(),
+        ),
+        (false, _) => gpg_err(e.to_string()),
+    })?;
     if let Some(bad) = result.invalid_signers().next() {
         return Err(gpg_err(format!(
             "invalid signer {}: {}",
@@ -273,4 +368,25 @@ fn sign_with(
         return Err(gpg_err("gpg produced no signature".into()));
     }
     Ok(out)
+}
+
+fn sign_raw(
+    ctx: &mut Context,
+    mode: SignMode,
+    data: &[u8],
+    out: &mut Vec<u8>,
+) -> gpgme::Result<gpgme::SigningResult> {
+    match mode {
+        SignMode::Normal => {
+            ctx.set_armor(false);
+            ctx.sign_normal(data, out)
+        }
+        SignMode::Clear => ctx.sign_clear(data, out),
+        SignMode::Detached { armor } => {
+            ctx.set_armor(armor);
+            let r = ctx.sign_detached(data, out);
+            ctx.set_armor(false);
+            r
+        }
+    }
 }

@@ -5,8 +5,11 @@
 //! 16-hex suffix or full fingerprint), `sig_keyname`, or an alias must match exactly one configured key. Keys
 //! not in the configuration are never used, whatever the keyring holds.
 
+use super::secret::{passphrase_path, Passphrase};
 use super::SignError;
 use serde::{Deserialize, Serialize};
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
 
 /// One key entry of the server configuration.
 #[derive(Debug, Clone, Deserialize, Serialize, PartialEq, Eq)]
@@ -20,6 +23,42 @@ pub struct KeyConfig {
     /// More names for the same key.
     #[serde(default)]
     pub aliases: Vec<String>,
+    /// A file holding the key's passphrase (one line), read once at start.
+    #[serde(default)]
+    pub passphrase_file: Option<PathBuf>,
+    /// The name of a systemd credential holding the key's passphrase (`LoadCredential=` in the unit; read from
+    /// `$CREDENTIALS_DIRECTORY`), read once at start.
+    #[serde(default)]
+    pub passphrase_credential: Option<String>,
+}
+
+/// The passphrases of the keys that have one, by full fingerprint.
+pub type Passphrases = HashMap<String, Passphrase>;
+
+/// Reads the passphrase of every configured key that names one. `keys` is what `configs` resolved to (same
+/// order); `credentials_dir` is systemd's `$CREDENTIALS_DIRECTORY`, if the process was given one. The error names
+/// the key and the file, never the secret.
+pub fn load_passphrases(
+    configs: &[KeyConfig],
+    keys: &KeyRing,
+    credentials_dir: Option<&Path>,
+) -> Result<Passphrases, SignError> {
+    let mut out = Passphrases::new();
+    for (c, k) in configs.iter().zip(keys.keys()) {
+        let bad = |e: super::secret::SecretError| SignError::BadConfiguredKey {
+            id: c.id.clone(),
+            reason: e.to_string(),
+        };
+        let file = c.passphrase_file.as_deref();
+        let credential = c.passphrase_credential.as_deref();
+        if let Some(path) = passphrase_path(file, credential, credentials_dir).map_err(bad)? {
+            out.insert(
+                k.fingerprint.clone(),
+                Passphrase::from_file(&path).map_err(bad)?,
+            );
+        }
+    }
+    Ok(out)
 }
 
 /// A configured key, resolved to its full fingerprint.

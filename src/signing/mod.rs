@@ -1,13 +1,16 @@
-//! Signing: the [`Signer`] trait, key resolution ([`keys`]) and the gpgme backend ([`gpgme_pool`]).
+//! Signing: the [`Signer`] trait, key resolution ([`keys`]), passphrases ([`secret`]) and the gpgme backend
+//! ([`gpgme_pool`]).
 //!
 //! The server asks "sign these bytes with the key whose fingerprint is F, in mode M" and gets bytes back. This
 //! module owns keys and signatures; it never sees AMQP, request ids or claims.
 
 pub mod gpgme_pool;
 pub mod keys;
+pub mod secret;
 
 pub use gpgme_pool::GpgmePool;
-pub use keys::{KeyConfig, KeyRing, ResolvedKey};
+pub use keys::{load_passphrases, KeyConfig, KeyRing, Passphrases, ResolvedKey};
+pub use secret::Passphrase;
 
 use std::future::Future;
 

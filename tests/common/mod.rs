@@ -205,6 +205,11 @@ pub struct Server {
 impl Server {
     /// Starts a server with `config` and waits until it consumes.
     pub fn start(config: &str) -> Server {
+        Server::start_with(config, &[], &[])
+    }
+
+    /// As [`Server::start`], with more environment variables and `serve` arguments.
+    pub fn start_with(config: &str, envs: &[(&str, &str)], args: &[&str]) -> Server {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("server.yaml");
         std::fs::write(&path, config).unwrap();
@@ -216,6 +221,8 @@ impl Server {
                 "--log-format",
                 "json",
             ])
+            .args(args)
+            .envs(envs.iter().copied())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
             .spawn()
