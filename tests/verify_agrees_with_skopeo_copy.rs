@@ -4,7 +4,9 @@
 //! signedBy policy and `signbus verify` under the same policy and registries.d must reach the same verdict:
 //! both accept the good signature (also stored uncompressed, and also as signature-2 after an untrusted
 //! signature-1), and both refuse a removed signature, a garbled one, a tampered one, one made by an untrusted
-//! key and one for another identity, each for that case's reason.
+//! key and one for another identity, each for that case's reason; both refuse the image outright when its
+//! store holds something that is no signature at all (text, an empty file, an encrypted message) before a good
+//! signature, and refuse a policy whose signedBaseLayer requirement lacks a valid baseLayerIdentity.
 
 mod common;
 mod registry_support;
@@ -338,6 +340,72 @@ async fn skopeo_copy_and_signbus_verify_reach_the_same_verdicts() {
     let path = mixed.publish(&image, &digest, &good);
     assert!(path.ends_with("signature-2"), "{}", path.display());
     check(&mixed, Ok(()));
+
+    // 7. Something that is no signature at all as signature-1, a good signature-2: containers/image parses
+    // every blob it reads and refuses the image on an unrecognised one; so must signbus. And a policy whose
+    // signedBaseLayer requirement has no valid baseLayerIdentity: containers/image refuses to load it.
+    let mut refused_outright = |case: &Case, skopeo_reason: &str, signbus_reason: &str| {
+        let (skopeo_ok, skopeo_text) = case.skopeo_copy(&url);
+        let (signbus_ok, signbus_text) = case.signbus_verify(&image, &digest);
+        assert!(
+            !skopeo_ok && skopeo_text.contains(skopeo_reason),
+            "{}: skopeo copy: {skopeo_text}",
+            case.name
+        );
+        assert!(
+            !signbus_ok && signbus_text.contains(signbus_reason),
+            "{}: signbus verify: {signbus_text}",
+            case.name
+        );
+        table.push(format!(
+            "{:<16} skopeo copy: refuses  signbus verify: refuses  ({skopeo_reason:?} / {signbus_reason:?})",
+            case.name
+        ));
+    };
+    let dir_of = |case: &Case| {
+        case.lookaside()
+            .join(format!("ns/app@{}", digest.replacen(':', "=", 1)))
+    };
+    for (name, blob, reason) in [
+        (
+            "text first",
+            &b"not a signature\n"[..],
+            "unrecognized signature format, starting with binary 0x6e",
+        ),
+        ("empty first", &b""[..], "empty signature blob"),
+        (
+            "encrypted first",
+            &[0x85, 0x01, 0x0c, 0x03][..],
+            "unrecognized signature format, starting with binary 0x85",
+        ),
+    ] {
+        let case = Case::new(name, &registry, &ed_pub);
+        std::fs::create_dir_all(dir_of(&case)).unwrap();
+        std::fs::write(dir_of(&case).join("signature-1"), blob).unwrap();
+        let path = case.publish(&image, &digest, &good);
+        assert!(path.ends_with("signature-2"), "{}", path.display());
+        refused_outright(&case, reason, reason);
+    }
+    for (name, identity) in [
+        ("base: none", None),
+        ("base: string", Some(serde_json::json!("matchExact"))),
+        ("base: null", Some(Value::Null)),
+    ] {
+        let case = Case::new(name, &registry, &ed_pub);
+        let mut policy: Value =
+            serde_json::from_slice(&std::fs::read(case.policy()).unwrap()).unwrap();
+        let mut base = serde_json::json!({"type": "signedBaseLayer"});
+        if let Some(identity) = identity {
+            base["baseLayerIdentity"] = identity;
+        }
+        policy["transports"]["docker"][registry.host.as_str()]
+            .as_array_mut()
+            .unwrap()
+            .push(base);
+        std::fs::write(case.policy(), policy.to_string()).unwrap();
+        case.publish(&image, &digest, &good);
+        refused_outright(&case, "invalid policy", "baseLayerIdentity");
+    }
 
     println!("image {image}@{digest}");
     for line in &table {

@@ -48,12 +48,22 @@ fn garbage_and_missing_signatures_reject_the_image() {
         "{:?}",
         none.requirements[0]
     );
+    // Not a signature at all (JSON text): containers/image refuses the image outright, and so does signbus.
     f.put(IMAGE, &digest, 1, b"{\"critical\":{}}");
+    let e = f.verify(&policy, IMAGE, &digest).unwrap_err();
+    assert!(
+        matches!(
+            e,
+            VerifyError::Lookaside(LookasideError::UnrecognizedFormat { .. })
+        ),
+        "{e}"
+    );
+    assert!(e.to_string().contains("starting with binary 0x7b"), "{e}");
+    // An OpenPGP-looking blob that is no valid message: that signature is refused, the image not outright.
+    f.put(IMAGE, &digest, 1, &[0xA3, 0x01, 0x00, 0xFF]);
     let bad = f.verify(&policy, IMAGE, &digest).unwrap();
     assert!(!bad.accepted);
-    assert!(verdicts(&bad)[0]
-        .2
-        .contains("not an OpenPGP signed message"));
+    assert!(!verdicts(&bad)[0].1);
 }
 
 #[test]
@@ -89,7 +99,7 @@ fn more_signatures_than_the_cap_is_an_error() {
     let f = Fixture::new();
     let (_, digest) = manifest("count");
     for n in 1..=3 {
-        f.put(IMAGE, &digest, n, b"x");
+        f.put(IMAGE, &digest, n, &[0x88, 0x00]);
     }
     let policy = f.policy(&ed_policy(None));
     let limits = FetchLimits {

@@ -78,6 +78,16 @@ pub enum LookasideError {
         /// Why.
         reason: String,
     },
+    /// A signature blob is not a signature in a format containers/image recognises (an empty file, text, an
+    /// encrypted message …). containers/image refuses the whole image then, whatever the other signatures; so
+    /// does signbus. Fix the store.
+    #[error("parsing signature {url}: {reason} (containers/image refuses an image whose store holds it)")]
+    UnrecognizedFormat {
+        /// The URL.
+        url: String,
+        /// What was found.
+        reason: String,
+    },
     /// A local read failed for another reason than "no such file".
     #[error("reading {}: {source}", path.display())]
     Io {
@@ -189,6 +199,11 @@ pub fn fetch_signatures(
             });
         }
         tracing::debug!(url = %redacted(&url), bytes = bytes.len(), "fetched signature");
+        let bytes =
+            simple_signing_blob(bytes).map_err(|reason| LookasideError::UnrecognizedFormat {
+                url: redacted(&url),
+                reason,
+            })?;
         out.push(FetchedSignature {
             index: n,
             url: redacted(&url),
@@ -196,6 +211,44 @@ pub fn fetch_signatures(
         });
     }
     Ok(out)
+}
+
+/// The OpenPGP message inside a stored signature blob, told apart as containers/image does: a blob that starts
+/// like an OpenPGP message (a compressed data, one-pass signature or signature packet, in either packet format)
+/// is one; a blob that starts with a zero byte names its format on the first line (`simple-signing` is an
+/// OpenPGP message, `sigstore-json` is kept as it is and fails verification as a simple signature); anything
+/// else — an empty file, text, an encrypted message — is not a signature at all.
+pub fn simple_signing_blob(mut blob: Vec<u8>) -> Result<Vec<u8>, String> {
+    const OPENPGP_STARTS: [u8; 14] = [
+        0xA0, 0xA1, 0xA2, 0xA3, 0xC8, // compressed data
+        0x90, 0x91, 0x92, 0x3D,
+        0xC4, // one-pass signature (0x3D: as containers/image lists it)
+        0x88, 0x89, 0x8A, 0x8B, // signature, old format
+    ];
+    match blob.first() {
+        None => Err("empty signature blob".to_owned()),
+        Some(b) if OPENPGP_STARTS.contains(b) || *b == 0xC2 => Ok(blob),
+        Some(0) => {
+            let Some(nl) = blob.iter().position(|b| *b == b'\n') else {
+                return Err("invalid signature format, missing newline".to_owned());
+            };
+            let format = &blob[1..nl];
+            if let Some(b) = format.iter().find(|b| !(32..0x7F).contains(*b)) {
+                return Err(format!("invalid signature format, non-ASCII byte {b:#x}"));
+            }
+            match format {
+                b"simple-signing" => Ok(blob.split_off(nl + 1)),
+                b"sigstore-json" => Ok(blob),
+                other => Err(format!(
+                    "unrecognized signature format {:?}",
+                    String::from_utf8_lossy(other)
+                )),
+            }
+        }
+        Some(b) => Err(format!(
+            "unrecognized signature format, starting with binary {b:#x}"
+        )),
+    }
 }
 
 /// Reads at most `limit` bytes; `Ok(None)` when there is more.
@@ -287,6 +340,27 @@ fn read_http(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn blobs_are_told_apart_as_containers_image_does() {
+        let sig = vec![0x88, 0x75, 0x04];
+        assert_eq!(simple_signing_blob(sig.clone()), Ok(sig.clone()));
+        let mut framed = b"\0simple-signing\n".to_vec();
+        framed.extend_from_slice(&sig);
+        assert_eq!(simple_signing_blob(framed), Ok(sig));
+        for (blob, why) in [
+            (&b""[..], "empty signature blob"),
+            (b"{\"critical\":{}}", "starting with binary 0x7b"),
+            (b"-----BEGIN PGP MESSAGE-----", "starting with binary 0x2d"),
+            (&[0x85, 0x01, 0x0c][..], "starting with binary 0x85"), // public-key encrypted session key
+            (&[0x93, 0x0d][..], "starting with binary 0x93"),
+            (b"\0other\nxx", "unrecognized signature format \"other\""),
+            (b"\0simple-signing", "missing newline"),
+        ] {
+            let e = simple_signing_blob(blob.to_vec()).unwrap_err();
+            assert!(e.contains(why), "{blob:?}: {e}");
+        }
+    }
 
     #[test]
     fn layout_matches_containers_signature_5() {

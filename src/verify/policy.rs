@@ -227,6 +227,12 @@ fn requirement(v: &Value, what: &str) -> Result<Requirement, PolicyError> {
         }
         "signedBaseLayer" => {
             only(m, &what, &["type", "baseLayerIdentity"])?;
+            // As containers/image: the identity must be there and be a valid identity rule, though the
+            // requirement is never satisfied.
+            let identity = m.get("baseLayerIdentity").ok_or_else(|| {
+                invalid(format!("{what}: \"baseLayerIdentity\" must be specified"))
+            })?;
+            signed_identity(identity, &format!("{what}.baseLayerIdentity"))?;
             Ok(Requirement::SignedBaseLayer)
         }
         other => Err(invalid(format!(
@@ -368,9 +374,16 @@ mod tests {
             r#"{"default":[{"type":"signedBy","keyType":"GPGKeys","keyPath":"a","signedIdentity":{"type":"exactReference"}}]}"#,
             r#"{"default":[{"type":"signedBy","keyType":"GPGKeys","keyPath":"a","signedIdentity":{"type":"exactReference","dockerReference":"quay.io/a"}}]}"#,
             r#"{"default":[{"type":"insecureAcceptAnything"}],"transports":{"docker":{"x":[]}}}"#,
+            r#"{"default":[{"type":"signedBaseLayer"}]}"#,
+            r#"{"default":[{"type":"signedBaseLayer","baseLayerIdentity":"matchExact"}]}"#,
+            r#"{"default":[{"type":"signedBaseLayer","baseLayerIdentity":null}]}"#,
+            r#"{"default":[{"type":"signedBaseLayer","baseLayerIdentity":{"type":"nope"}}]}"#,
         ] {
             assert!(Policy::parse(bad.as_bytes()).is_err(), "accepted {bad}");
         }
+        let base =
+            r#"{"default":[{"type":"signedBaseLayer","baseLayerIdentity":{"type":"matchExact"}}]}"#;
+        assert!(Policy::parse(base.as_bytes()).is_ok());
     }
 
     #[test]
