@@ -35,17 +35,15 @@ pub enum ClaimError {
     Digest(ReferenceError),
 }
 
-/// A parsed claim.
+/// A valid claim. Its fields are private so that every `Claim` is one [`Claim::new`] or [`Claim::parse`] made:
+/// the digest is valid and the reference parses (and is kept parsed).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Claim {
-    /// `critical.image.docker-manifest-digest`.
-    pub manifest_digest: String,
-    /// `critical.identity.docker-reference`, as written in the claim.
-    pub docker_reference: String,
-    /// `optional.creator`, when present.
-    pub creator: Option<String>,
-    /// `optional.timestamp` (unix seconds), when present.
-    pub timestamp: Option<i64>,
+    manifest_digest: String,
+    docker_reference: String,
+    reference: Reference,
+    creator: Option<String>,
+    timestamp: Option<i64>,
 }
 
 impl Claim {
@@ -56,9 +54,11 @@ impl Claim {
         timestamp: Option<i64>,
     ) -> Result<Self, ClaimError> {
         reference::validate_digest(digest).map_err(ClaimError::Digest)?;
+        let reference = reference.clone().with_default_tag();
         Ok(Claim {
             manifest_digest: digest.to_owned(),
-            docker_reference: reference.clone().with_default_tag().to_string(),
+            docker_reference: reference.to_string(),
+            reference,
             creator: Some(concat!("signbus ", env!("CARGO_PKG_VERSION")).to_owned()),
             timestamp,
         })
@@ -128,9 +128,11 @@ impl Claim {
             &identity["docker-reference"],
             "critical.identity.docker-reference",
         )?;
-        Reference::parse_normalized(docker_reference).map_err(|source| ClaimError::Reference {
-            reference: docker_reference.to_owned(),
-            source,
+        let reference = Reference::parse_normalized(docker_reference).map_err(|source| {
+            ClaimError::Reference {
+                reference: docker_reference.to_owned(),
+                source,
+            }
         })?;
         let optional = object(&top["optional"], "optional")?;
         let creator = match optional.get("creator") {
@@ -147,14 +149,35 @@ impl Claim {
         Ok(Claim {
             manifest_digest: digest.to_owned(),
             docker_reference: docker_reference.to_owned(),
+            reference,
             creator,
             timestamp,
         })
     }
 
+    /// `critical.image.docker-manifest-digest`.
+    pub fn manifest_digest(&self) -> &str {
+        &self.manifest_digest
+    }
+
+    /// `critical.identity.docker-reference`, as written in the claim.
+    pub fn docker_reference(&self) -> &str {
+        &self.docker_reference
+    }
+
     /// The claim's reference, normalised.
-    pub fn reference(&self) -> Reference {
-        Reference::parse_normalized(&self.docker_reference).expect("validated by Claim::parse/new")
+    pub fn reference(&self) -> &Reference {
+        &self.reference
+    }
+
+    /// `optional.creator`, when present.
+    pub fn creator(&self) -> Option<&str> {
+        self.creator.as_deref()
+    }
+
+    /// `optional.timestamp` (unix seconds), when present.
+    pub fn timestamp(&self) -> Option<i64> {
+        self.timestamp
     }
 }
 
@@ -371,8 +394,8 @@ mod tests {
             r#"{{"critical": {{"type": "atomic container signature", "image": {{"docker-manifest-digest": "{D}"}}, "identity": {{"docker-reference": "registry.example.com/ns/repo0:tag-0"}}}}, "optional": {{"creator": "pubtools-sign"}}}}"#
         );
         let c = Claim::parse(s.as_bytes()).unwrap();
-        assert_eq!(c.creator.as_deref(), Some("pubtools-sign"));
-        assert_eq!(c.timestamp, None);
+        assert_eq!(c.creator(), Some("pubtools-sign"));
+        assert_eq!(c.timestamp(), None);
         assert_eq!(c.reference().path(), "ns/repo0");
     }
 

@@ -539,8 +539,8 @@ fn publish_signatures(dir: &std::path::Path, ex: &requester::Exchange) -> i32 {
             let claim = base64::engine::general_purpose::STANDARD.decode(c).ok();
             if let Some(claim) = claim.and_then(|c| signbus::claim::Claim::parse(&c).ok()) {
                 found.push((
-                    claim.docker_reference.clone(),
-                    claim.manifest_digest.clone(),
+                    claim.docker_reference().to_owned(),
+                    claim.manifest_digest().to_owned(),
                     b.to_owned(),
                 ));
             }

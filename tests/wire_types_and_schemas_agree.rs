@@ -33,7 +33,7 @@ fn the_real_clients_container_request_parses_and_validates() {
         .decode(&req.claim_file)
         .unwrap();
     let claim = Claim::parse(&bytes).unwrap();
-    assert_eq!(claim.manifest_digest, req.manifest_digest().unwrap());
+    assert_eq!(claim.manifest_digest(), req.manifest_digest().unwrap());
     assert!(claim.reference().path_matches(&req.repo));
 }
 

@@ -849,19 +849,19 @@ fn checked_claim(claim_file: &str, digest: &str, repo: &str) -> Result<(Vec<u8>,
     let bytes = decode("claim_file", claim_file)?;
     let claim = Claim::parse(&bytes).map_err(|e| Failure::new(Outcome::Claim, e.to_string()))?;
     let fail = |m: String| Err(Failure::new(Outcome::Claim, m));
-    if claim.manifest_digest != digest {
+    if claim.manifest_digest() != digest {
         return fail(format!(
             "claim names manifest digest {} but the request's manifest_digest is {digest}",
-            claim.manifest_digest
+            claim.manifest_digest()
         ));
     }
     if !claim.reference().path_matches(repo) {
         return fail(format!(
             "claim names {} which is not in the request's repo {repo:?}",
-            claim.docker_reference
+            claim.docker_reference()
         ));
     }
-    Ok((bytes, claim.docker_reference))
+    Ok((bytes, claim.docker_reference().to_owned()))
 }
 
 #[cfg(test)]

@@ -397,19 +397,19 @@ fn check_one(
             return v;
         }
     };
-    v.identity = Some(claim.docker_reference.clone());
-    v.signed_digest = Some(claim.manifest_digest.clone());
+    v.identity = Some(claim.docker_reference().to_owned());
+    v.signed_digest = Some(claim.manifest_digest().to_owned());
     // 3. The digest.
-    if !digest.matches(&claim.manifest_digest) {
+    if !digest.matches(claim.manifest_digest()) {
         v.reason = format!(
             "signed digest {} does not match the image digest {}",
-            claim.manifest_digest,
+            claim.manifest_digest(),
             digest.as_str()
         );
         return v;
     }
     // 4. The identity.
-    match sb.identity.check(image, &claim.docker_reference) {
+    match sb.identity.check(image, claim.docker_reference()) {
         Ok(()) => {
             v.accepted = true;
             v.reason = "accepted".to_owned();
