@@ -40,6 +40,10 @@ pub enum Command {
     Verify(crate::cli_verify::VerifyArgs),
     /// Add a signature to an image's lookaside store (file:// lookaside-staging or lookaside).
     Publish(crate::cli_verify::PublishArgs),
+    /// Print a shell completion script (bash, zsh, fish, elvish, powershell) on stdout.
+    Completions(crate::cli_docs::CompletionsArgs),
+    /// Write the man pages (signbus.1 and one per subcommand) into a directory.
+    Manpages(crate::cli_docs::ManpagesArgs),
 }
 
 /// `signbus serve`.
@@ -209,6 +213,8 @@ pub async fn run(cli: Cli) -> Result<i32> {
         Command::MsgBlobSign(a) => blob_sign(a).await,
         Command::Verify(a) => crate::cli_verify::run_verify(a).await,
         Command::Publish(a) => crate::cli_verify::run_publish(a).await,
+        Command::Completions(a) => crate::cli_docs::run_completions(a),
+        Command::Manpages(a) => crate::cli_docs::run_manpages(a),
     }
 }
 

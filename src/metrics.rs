@@ -39,6 +39,8 @@ pub struct Metrics {
     pub replayed: IntCounter,
     /// `signbus_sign_retries_total`: signatures tried again after a signer failure.
     pub sign_retries: IntCounter,
+    /// `signbus_ready`: 1 when `/readyz` would answer 200, else 0 (set by the operations listener at scrape).
+    pub ready: IntGauge,
     sampler: OnceLock<SignerSampler>,
 }
 
@@ -93,6 +95,10 @@ impl Metrics {
         let in_flight = gauge("signbus_in_flight", "Requests being processed now.");
         let signer_workers = gauge("signbus_signer_workers", "Signing worker threads.");
         let signer_busy = gauge("signbus_signer_busy", "Signing workers signing now.");
+        let ready = gauge(
+            "signbus_ready",
+            "1 when the server is ready (consuming, signer usable, not stopping), as /readyz; else 0.",
+        );
         let counter = |name: &str, help: &str| {
             let c = IntCounter::new(name, help).expect("valid metric");
             registry
@@ -141,6 +147,7 @@ impl Metrics {
             dead_lettered,
             replayed,
             sign_retries,
+            ready,
             sampler: OnceLock::new(),
         }
     }
@@ -202,6 +209,7 @@ mod tests {
             "signbus_in_flight 0",
             "signbus_signer_workers 4",
             "signbus_signer_busy 1",
+            "signbus_ready 0",
             "signbus_broker_connections_total 0",
             "signbus_dead_lettered_total{reason=\"undecodable\"} 1",
             &format!(

@@ -1,13 +1,16 @@
 #!/usr/bin/env bash
 # The one list of Debian packages signbus needs on this machine, installed if missing.
 #
-#   testenv/deps.sh [build|run|test]...   (default: all three)
+#   testenv/deps.sh [build|run|test|package]...   (default: build run test)
 #
 #   build: what `cargo build` needs (gpgme-sys links libgpgme through pkg-config)
 #   run:   what the demo and a server need at run time (gpg and its agent, skopeo to verify, curl, the tools
 #          testenv/up.sh uses to build and enter the broker's chroot)
 #   test:  what the test suite adds (Debian's docker-registry for the interop tests, python for the SASL relay
 #          and the pubtools-sign venv, openssl for the TLS files)
+#   package: what testenv/package-test.sh and testenv/alerts-test.sh add (binutils to strip the packaged binary,
+#          man-db for `man -w`, systemd for `systemd-analyze verify`, tini which the .deb depends on, Debian's
+#          prometheus for promtool; its own server is kept from running, as docker-registry's is)
 #
 # Every script that builds or runs signbus (demo.sh, test.sh, up.sh) calls this first, so each of them works as
 # the very first command on a fresh Debian 12 machine (root, Rust toolchain). It is idempotent and quiet when
@@ -17,6 +20,7 @@ set -euo pipefail
 BUILD=(pkg-config libgpgme-dev gcc libc6-dev)
 RUN=(gnupg gpg-agent skopeo curl mmdebstrap util-linux openssl python3)
 TEST=(docker-registry python3-venv python3-dev libssl-dev)
+PACKAGE=(binutils man-db systemd tini prometheus python3)
 
 want=()
 [ $# -eq 0 ] && set -- build run test
@@ -25,7 +29,8 @@ for group in "$@"; do
         build) want+=("${BUILD[@]}") ;;
         run) want+=("${RUN[@]}") ;;
         test) want+=("${TEST[@]}") ;;
-        *) echo "deps.sh: unknown group '$group' (build, run, test)" >&2; exit 2 ;;
+        package) want+=("${PACKAGE[@]}") ;;
+        *) echo "deps.sh: unknown group '$group' (build, run, test, package)" >&2; exit 2 ;;
     esac
 done
 
@@ -44,4 +49,8 @@ apt-get -o DPkg::Lock::Timeout=600 install -y -qq --no-install-recommends "${mis
 # port, so keep the packaged one from running where systemd would start it.
 if [[ " ${missing[*]} " == *" docker-registry "* ]] && [ -d /run/systemd/system ]; then
     systemctl disable --now docker-registry.service >/dev/null 2>&1 || true
+fi
+# Only promtool is wanted from prometheus: keep its server (:9090) from running where systemd would start it.
+if [[ " ${missing[*]} " == *" prometheus "* ]] && [ -d /run/systemd/system ]; then
+    systemctl disable --now prometheus.service >/dev/null 2>&1 || true
 fi

@@ -28,5 +28,9 @@ for combo in "amqp091 amqp091" "amqp1 amqp091" "amqp091 amqp1"; do
         cargo nextest run --no-fail-fast --success-output final -E "$RESTARTS"
 done
 
+# Packaging and operations: the .deb installed, run as its unit runs and purged; alert rules and dashboard.
+testenv/package-test.sh
+testenv/alerts-test.sh
+
 # 3. The fuzz targets, each for a bounded time (SIGNBUS_FUZZ_SECONDS, default 30) from the checked-in seeds.
 fuzz/run.sh

@@ -66,11 +66,15 @@ fn route(method: &str, target: &str, metrics: &Metrics, health: &Health) -> Resp
     }
     let path = target.split('?').next().unwrap_or_default();
     match path {
-        "/metrics" => Response {
-            status: "200 OK",
-            content_type: "text/plain; version=0.0.4; charset=utf-8",
-            body: metrics.render(),
-        },
+        "/metrics" => {
+            // The readiness /readyz reports, as a gauge (alerting needs it as a series).
+            metrics.ready.set(i64::from(health.readiness().is_ok()));
+            Response {
+                status: "200 OK",
+                content_type: "text/plain; version=0.0.4; charset=utf-8",
+                body: metrics.render(),
+            }
+        }
         "/healthz" => text("200 OK", "ok\n"),
         "/readyz" => match health.readiness() {
             Ok(()) => text("200 OK", "ready\n"),
@@ -168,5 +172,25 @@ mod tests {
             .await
             .expect("the listener stops when cancelled")
             .unwrap();
+    }
+
+    #[tokio::test]
+    async fn metrics_report_readiness_as_signbus_ready() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (metrics, health) = (Arc::new(Metrics::new()), Arc::new(Health::new()));
+        let stop = CancellationToken::new();
+        let task = tokio::spawn(serve(listener, metrics, health.clone(), stop.clone()));
+        let scrape = || get(addr, "GET /metrics HTTP/1.1\r\n\r\n");
+        assert!(scrape().await.contains("\nsignbus_ready 0\n"));
+        health.set_consuming(true);
+        assert!(scrape().await.contains("\nsignbus_ready 1\n"));
+        health.signer_failed();
+        assert!(scrape().await.contains("\nsignbus_ready 0\n"));
+        health.signer_recovered();
+        health.set_stopping();
+        assert!(scrape().await.contains("\nsignbus_ready 0\n"));
+        stop.cancel();
+        task.await.unwrap();
     }
 }
