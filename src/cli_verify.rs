@@ -55,6 +55,10 @@ pub struct VerifyArgs {
     /// Timeout of each HTTP request to the lookaside store, in seconds.
     #[arg(long, default_value_t = 30)]
     pub http_timeout: u64,
+    /// PEM bundle of the CAs trusted for https lookaside stores (default: the system bundle,
+    /// /etc/ssl/certs/ca-certificates.crt, as podman and skopeo).
+    #[arg(long)]
+    pub ca_cert: Option<PathBuf>,
 }
 
 /// `signbus publish`: add a signature to the image's lookaside store (file:// only for now).
@@ -168,6 +172,7 @@ fn verify_blocking(args: VerifyArgs) -> Result<i32> {
             max_signatures: args.max_signatures,
             max_signature_bytes: args.max_signature_size,
             http_timeout: Duration::from_secs(args.http_timeout),
+            ca_cert: args.ca_cert.clone(),
         },
     };
     let report = match verifier.verify(&image, &digest) {

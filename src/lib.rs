@@ -18,6 +18,7 @@ pub mod server;
 pub mod signing;
 pub mod store;
 pub mod strict_json;
+pub mod tls;
 pub mod transport;
 pub mod verify;
 pub mod wire;

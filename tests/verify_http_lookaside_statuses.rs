@@ -26,7 +26,11 @@ fn signatures_are_read_until_404() {
     let f0 = Fixture::new();
     let good = f0.sign(f0.env.ed25519(), IMAGE, &digest);
     let routes = HashMap::from([
-        (HttpServer::path(IMAGE, &digest, 1), (200, b"junk".to_vec())),
+        // An OpenPGP-looking blob that is no valid signature: refused on its own.
+        (
+            HttpServer::path(IMAGE, &digest, 1),
+            (200, vec![0x88, 0x01, 0x02]),
+        ),
         (HttpServer::path(IMAGE, &digest, 2), (200, good)),
     ]);
     let (f, server) = fixture_with_http(routes);
@@ -100,5 +104,55 @@ fn an_unreachable_store_is_an_error_naming_the_url() {
     assert!(
         err.contains(&format!("127.0.0.1:{port}/s/ns/repo@")),
         "{err}"
+    );
+}
+
+/// https stores are checked against the system CA store, or the bundle given: never a bundle compiled into
+/// signbus. The store's certificate is signed by testenv's CA, which only the explicit bundle trusts.
+#[test]
+fn https_stores_trust_the_given_ca_bundle_and_not_a_compiled_in_one() {
+    let (_, digest) = manifest("https");
+    let f = Fixture::new();
+    let good = f.sign(f.env.ed25519(), IMAGE, &digest);
+    let routes = HashMap::from([(HttpServer::path(IMAGE, &digest, 1), (200, good))]);
+    let tls = std::path::PathBuf::from(f.env.get("SIGNBUS_TESTENV_DIR")).join("tls");
+    let server = HttpServer::start_tls(routes, &tls.join("server.crt"), &tls.join("server.key"));
+    f.write_registries(
+        "https.yaml",
+        &format!(
+            "docker:\n  registry.example.com/ns:\n    lookaside: {}\n",
+            server.base
+        ),
+    );
+    let policy = f.policy(&ed_policy(None));
+    let policy_file = f.policy_file(&ed_policy(None));
+    // Without the bundle: the system store does not know testenv's CA.
+    let err = f.verify(&policy, IMAGE, &digest).unwrap_err().to_string();
+    assert!(
+        err.contains("https://localhost") && err.to_lowercase().contains("certificate"),
+        "{err}"
+    );
+    // With it (as `signbus verify --ca-cert` passes it): read and accepted.
+    let limits = signbus::verify::lookaside::FetchLimits {
+        ca_cert: Some(tls.join("ca.pem")),
+        ..Default::default()
+    };
+    let report = f.verify_with(&policy, IMAGE, &digest, limits).unwrap();
+    assert!(report.accepted, "{}", report.to_text());
+    // The CLI flag reaches it.
+    let out = signbus()
+        .args(["verify", IMAGE, "--digest", &digest, "--json", "--ca-cert"])
+        .arg(tls.join("ca.pem"))
+        .arg("--policy")
+        .arg(&policy_file)
+        .arg("--registries-d")
+        .arg(f.registries_d())
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success() && text.contains("\"accepted\": true"),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
     );
 }

@@ -8,7 +8,7 @@
 //! over AMQP 1.0 with a string body arrives here AMQP-encoded, and is decoded back to its text.
 //!
 //! `amqps091://` URLs connect with TLS through lapin's connector hook: signbus opens the TCP stream and wraps it
-//! with rustls using the same [`super::tls::client_config`] as AMQP 1.0 (CA bundle, client certificate), so a
+//! with rustls using the same [`crate::tls::client_config`] as AMQP 1.0 (CA bundle, client certificate), so a
 //! TLS URL is never spoken to in plaintext.
 
 use super::address::Address;
@@ -59,7 +59,7 @@ pub fn lapin_uri(url: &str, cfg: &BrokerConfig) -> String {
 /// How long one broker gets for TCP, TLS, the AMQP handshake and the publishing channel.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// Opens an AMQP 0-9-1 connection to `url`: plain TCP for `amqp091://`, TLS with [`super::tls::client_config`]
+/// Opens an AMQP 0-9-1 connection to `url`: plain TCP for `amqp091://`, TLS with [`crate::tls::client_config`]
 /// for `amqps091://` (never plaintext). Both go through lapin's own connection machinery (heartbeats, confirms).
 async fn open(url: &str, cfg: &BrokerConfig, container_id: &str) -> Result<Connection, String> {
     let props = ConnectionProperties::default().with_connection_name(container_id.into());
@@ -73,7 +73,7 @@ async fn open(url: &str, cfg: &BrokerConfig, container_id: &str) -> Result<Conne
     }
     let host = uri.authority.host.clone();
     let connector = tcp_stream::RustlsConnector::from(
-        super::tls::client_config(&cfg.tls).map_err(|e| e.to_string())?,
+        crate::tls::client_config(&cfg.tls).map_err(|e| e.to_string())?,
     );
     let runtime = lapin::runtime::default_runtime().map_err(|e| e.to_string())?;
     // lapin calls this on its I/O thread (inside the tokio runtime) and drives whatever stream it returns.
@@ -95,7 +95,7 @@ async fn open(url: &str, cfg: &BrokerConfig, container_id: &str) -> Result<Conne
                     format!("TLS handshake with {host} timed out after {CONNECT_TIMEOUT:?}"),
                 )
             })?
-            .map_err(|e| io::Error::other(super::tls::handshake_error(host, &e)))?;
+            .map_err(|e| io::Error::other(crate::tls::handshake_error(host, &e)))?;
         Ok::<_, lapin::Error>(tls)
     };
     Connection::connector(uri, runtime, connect, props)
@@ -103,17 +103,17 @@ async fn open(url: &str, cfg: &BrokerConfig, container_id: &str) -> Result<Conne
         .map_err(|e| describe_tls_failure(&host, &e))
 }
 
-/// A lapin error on a TLS connection, in words: our own [`super::tls::TlsError`] as it is, a TLS alert the broker
+/// A lapin error on a TLS connection, in words: our own [`crate::tls::TlsError`] as it is, a TLS alert the broker
 /// sent after the handshake as a refusal, anything else as lapin says it.
 fn describe_tls_failure(host: &str, e: &lapin::Error) -> String {
     if let lapin::ErrorKind::IOError(io) = e.kind() {
         if let Some(ours) = io
             .get_ref()
-            .and_then(|inner| inner.downcast_ref::<super::tls::TlsError>())
+            .and_then(|inner| inner.downcast_ref::<crate::tls::TlsError>())
         {
             return ours.to_string();
         }
-        if let Some(refused) = super::tls::refusal(host, io) {
+        if let Some(refused) = crate::tls::refusal(host, io) {
             return refused.to_string();
         }
     }

@@ -125,7 +125,7 @@ where
         .map_err(|_| format!("AMQP open timed out after {CONNECT_TIMEOUT:?}"))?
         .map_err(|e| match &e {
             // With TLS 1.3 a broker refuses our client certificate only after the handshake: the first read fails.
-            fe2o3_amqp::connection::OpenError::Io(io) => match super::tls::refusal(host, io) {
+            fe2o3_amqp::connection::OpenError::Io(io) => match crate::tls::refusal(host, io) {
                 Some(refused) => refused.to_string(),
                 None => format!("AMQP open: {e}"),
             },
@@ -207,12 +207,12 @@ impl Engine {
             (None, Sasl::None) => None,
         };
         let mut connection = if url.scheme == "amqps" {
-            let connector = super::tls::connector(&cfg.tls).map_err(|e| e.to_string())?;
-            let name = super::tls::server_name(&url.host).map_err(|e| e.to_string())?;
+            let connector = crate::tls::connector(&cfg.tls).map_err(|e| e.to_string())?;
+            let name = crate::tls::server_name(&url.host).map_err(|e| e.to_string())?;
             let tls = tokio::time::timeout(CONNECT_TIMEOUT, connector.connect(name, stream))
                 .await
                 .map_err(|_| format!("TLS handshake timed out after {CONNECT_TIMEOUT:?}"))?
-                .map_err(|e| super::tls::handshake_error(&url.host, &e).to_string())?;
+                .map_err(|e| crate::tls::handshake_error(&url.host, &e).to_string())?;
             open(container_id, &url.host, profile, tls).await?
         } else {
             open(container_id, &url.host, profile, stream).await?

@@ -9,7 +9,7 @@ pub mod address;
 pub mod amqp091;
 pub mod amqp1;
 mod delivery;
-pub mod tls;
+pub use crate::tls;
 
 pub use delivery::{Delivery, Settlement, Subscription};
 

@@ -19,6 +19,8 @@ pub struct FetchLimits {
     pub max_signature_bytes: u64,
     /// Overall timeout of one HTTP request.
     pub http_timeout: Duration,
+    /// PEM bundle of the CAs trusted for https stores (default: the system bundle, as containers/image).
+    pub ca_cert: Option<std::path::PathBuf>,
 }
 
 impl Default for FetchLimits {
@@ -27,6 +29,7 @@ impl Default for FetchLimits {
             max_signatures: 128,
             max_signature_bytes: 4 * 1024 * 1024,
             http_timeout: Duration::from_secs(30),
+            ca_cert: None,
         }
     }
 }
@@ -171,12 +174,24 @@ pub fn fetch_signatures(
 ) -> Result<Vec<FetchedSignature>, LookasideError> {
     let agent = match base.scheme() {
         "file" => None,
-        "http" | "https" => Some(
-            ureq::AgentBuilder::new()
-                .timeout_connect(limits.http_timeout.min(Duration::from_secs(10)))
-                .timeout(limits.http_timeout)
-                .build(),
-        ),
+        "http" | "https" => {
+            // The system CA store (or the given bundle), never a bundle compiled into the binary.
+            let tls = crate::tls::TlsConfig {
+                ca_cert: limits.ca_cert.clone(),
+                cert_key: None,
+            };
+            let tls = crate::tls::client_config(&tls).map_err(|e| LookasideError::Transport {
+                url: redacted(base),
+                reason: e.to_string(),
+            })?;
+            Some(
+                ureq::AgentBuilder::new()
+                    .tls_config(tls)
+                    .timeout_connect(limits.http_timeout.min(Duration::from_secs(10)))
+                    .timeout(limits.http_timeout)
+                    .build(),
+            )
+        }
         other => {
             return Err(LookasideError::UnsupportedScheme {
                 scheme: other.to_owned(),

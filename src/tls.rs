@@ -1,10 +1,12 @@
-//! TLS for broker connections (rustls): which CAs to trust and which client certificate to present.
+//! TLS settings (rustls) for every TLS connection signbus makes: which CAs to trust and which client
+//! certificate to present.
 //!
 //! Both come from PEM files, as pubtools-sign's `messaging_ca_cert` and `messaging_cert_key` (certificate and key
-//! in one file). Without a CA file the system bundle (`/etc/ssl/certs/ca-certificates.crt`) is trusted. One
-//! [`client_config`] serves both protocols: AMQP 1.0 (`amqps://`, fe2o3 over tokio-rustls) and AMQP 0-9-1
-//! (`amqps091://`, lapin over the same config). This module only builds TLS settings and explains TLS failures;
-//! it never chooses a broker or reads configuration itself.
+//! in one file). Without a CA file the system bundle (`/etc/ssl/certs/ca-certificates.crt`, what containers/image
+//! and gpg's tools trust too) is trusted — never a bundle compiled into the binary. One [`client_config`] serves
+//! broker connections over both protocols (AMQP 1.0 `amqps://`, fe2o3 over tokio-rustls; AMQP 0-9-1
+//! `amqps091://`, lapin) and https lookaside stores (`verify`). This module only builds TLS settings and explains
+//! TLS failures; it never opens a connection of its own or reads configuration itself.
 
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
