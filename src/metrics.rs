@@ -39,6 +39,8 @@ pub struct Metrics {
     pub replayed: IntCounter,
     /// `signbus_sign_retries_total`: signatures tried again after a signer failure.
     pub sign_retries: IntCounter,
+    /// `signbus_task_panics_total`: request tasks that panicked (their requests were released).
+    pub task_panics: IntCounter,
     /// `signbus_ready`: 1 when `/readyz` would answer 200, else 0 (set by the operations listener at scrape).
     pub ready: IntGauge,
     sampler: OnceLock<SignerSampler>,
@@ -118,6 +120,10 @@ impl Metrics {
             "signbus_sign_retries_total",
             "Signatures tried again after a signer failure.",
         );
+        let task_panics = counter(
+            "signbus_task_panics_total",
+            "Request tasks that panicked; their requests went back to the broker.",
+        );
         let dead_lettered = counter_vec(
             "signbus_dead_lettered_total",
             "Requests rejected for the broker to dead-letter, by reason.",
@@ -148,6 +154,7 @@ impl Metrics {
             replayed,
             sign_retries,
             ready,
+            task_panics,
             sampler: OnceLock::new(),
         }
     }

@@ -214,6 +214,8 @@ pub struct Handler<S> {
     authorizer: Authorizer,
     metrics: Arc<Metrics>,
     health: Arc<Health>,
+    /// Background work the handler started (the signer re-test); aborted when the handler is dropped.
+    background: std::sync::Mutex<tokio::task::JoinSet<()>>,
 }
 
 impl<S: Signer> Handler<S> {
@@ -244,6 +246,7 @@ impl<S: Signer> Handler<S> {
             authorizer,
             metrics: Arc::new(Metrics::new()),
             health: Arc::new(Health::new()),
+            background: Default::default(),
         })
     }
 
@@ -330,6 +333,7 @@ impl<S: Signer> Handler<S> {
         trace: &TraceContext,
         live: bool,
     ) -> Decision {
+        tracing::debug!(delivery_count = msg.delivery_count, "received");
         let body = doc.as_object().expect("decoded as an object");
         let Some(request_id) = body
             .get("request_id")
@@ -676,7 +680,9 @@ impl<S: Signer> Handler<S> {
                 wait = (wait * 2).min(Duration::from_secs(30));
             }
         };
-        tokio::spawn(retest.instrument(tracing::info_span!("signer_retest")));
+        let mut background = self.background.lock().unwrap_or_else(|e| e.into_inner());
+        while background.try_join_next().is_some() {}
+        background.spawn(retest.instrument(tracing::info_span!("signer_retest")));
     }
 
     /// Every claim × key of a batch, each validated and signed on its own, concurrently, in request order.

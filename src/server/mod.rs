@@ -28,9 +28,6 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
-/// Runs the server until `shutdown` is cancelled. Returns an error only for problems that retrying cannot fix
-/// (a malformed broker URL, a request address the broker refuses). Counts into `metrics`; reports connected
-/// and consuming into `health`.
 /// The `outcome` label of a request rejected for the broker to dead-letter (besides the answered [`Outcome`]s).
 ///
 /// [`Outcome`]: handler::Outcome
@@ -39,6 +36,11 @@ pub const REJECTED: &str = "rejected";
 /// period).
 pub const RELEASED: &str = "released";
 
+/// Runs the server until `shutdown` is cancelled. Returns an error only for problems that retrying cannot fix
+/// (a malformed broker URL, a request address the broker refuses). Every broker round trip is time-boxed
+/// (`broker.publish_timeout_secs`) and raced against `shutdown`; a broker that does not answer is treated as a
+/// lost connection. Counts into `metrics` (a request task that panics is logged and counted; its delivery is
+/// released); reports connected and consuming into `health`.
 pub async fn run<S: Signer>(
     cfg: &ServerConfig,
     handler: Handler<S>,
@@ -63,7 +65,7 @@ pub async fn run<S: Signer>(
         };
         let transport = match connected {
             Ok(t) => Arc::new(t),
-            Err(e @ TransportError::BadUrl { .. }) => return Err(e),
+            Err(e) if e.is_permanent() => return Err(e),
             Err(e) => {
                 tracing::error!(error = %e, retry_in = ?backoff, "broker unreachable");
                 tokio::select! { _ = shutdown.cancelled() => break, _ = tokio::time::sleep(backoff) => {} }
@@ -73,20 +75,34 @@ pub async fn run<S: Signer>(
         };
         metrics.broker_connections.inc();
         current = Some(transport.clone());
-        if let Some(topology) = &cfg.server.topology {
-            if let Err(e) = transport.declare(topology).await {
+        let listen = &cfg.server.listen_to;
+        let ready = async {
+            if let Some(topology) = &cfg.server.topology {
+                transport.declare(topology).await?;
+            }
+            transport
+                .subscribe(listen, cfg.server.max_in_flight as u32)
+                .await
+        };
+        let subscribed = tokio::select! {
+            _ = shutdown.cancelled() => {
+                transport.close().await;
+                break;
+            }
+            s = ready => s,
+        };
+        let mut sub = match subscribed {
+            Ok(s) => s,
+            Err(e) if e.is_permanent() => {
                 transport.close().await;
                 return Err(e);
             }
-        }
-        let mut sub = match transport
-            .subscribe(&cfg.server.listen_to, cfg.server.max_in_flight as u32)
-            .await
-        {
-            Ok(s) => s,
             Err(e) => {
+                tracing::error!(error = %e, retry_in = ?backoff, "could not start consuming; reconnecting");
                 transport.close().await;
-                return Err(e);
+                tokio::select! { _ = shutdown.cancelled() => break, _ = tokio::time::sleep(backoff) => {} }
+                backoff = (backoff * 2).min(Duration::from_secs(30));
+                continue;
             }
         };
         backoff = Duration::from_millis(200);
@@ -105,7 +121,9 @@ pub async fn run<S: Signer>(
                 _ = broken.cancelled() => break true,
                 d = sub.next() => d,
             };
-            while tasks.try_join_next().is_some() {}
+            while let Some(done) = tasks.try_join_next() {
+                count_panic(done, &metrics);
+            }
             let Some(delivery) = delivery else { break true };
             let (handler, transport, metrics, broken) = (
                 handler.clone(),
@@ -133,6 +151,7 @@ pub async fn run<S: Signer>(
         drain(
             &mut tasks,
             Duration::from_secs(cfg.server.grace_period_secs),
+            &metrics,
         )
         .await;
         drop(sub);
@@ -141,6 +160,7 @@ pub async fn run<S: Signer>(
     drain(
         &mut tasks,
         Duration::from_secs(cfg.server.grace_period_secs),
+        &metrics,
     )
     .await;
     if let Some(t) = current {
@@ -151,8 +171,18 @@ pub async fn run<S: Signer>(
     Ok(())
 }
 
+/// Logs and counts a request task that panicked (its delivery, dropped unsettled, goes back to the broker).
+fn count_panic(done: Result<(), tokio::task::JoinError>, metrics: &Metrics) {
+    if let Err(e) = done {
+        if e.is_panic() {
+            metrics.task_panics.inc();
+            tracing::error!(error = %e, "a request task panicked; its request is released to the broker");
+        }
+    }
+}
+
 /// Waits up to `grace` for in-flight requests; aborts the rest, which releases their deliveries.
-async fn drain(tasks: &mut JoinSet<()>, grace: Duration) {
+async fn drain(tasks: &mut JoinSet<()>, grace: Duration, metrics: &Metrics) {
     if tasks.is_empty() {
         return;
     }
@@ -161,7 +191,11 @@ async fn drain(tasks: &mut JoinSet<()>, grace: Duration) {
         ?grace,
         "draining in-flight requests"
     );
-    let all = async { while tasks.join_next().await.is_some() {} };
+    let all = async {
+        while let Some(done) = tasks.join_next().await {
+            count_panic(done, metrics);
+        }
+    };
     if tokio::time::timeout(grace, all).await.is_err() {
         tracing::warn!(
             left = tasks.len(),
@@ -282,4 +316,21 @@ async fn process<S: Signer, T: Transport>(
         tally.finish(outcome);
     };
     settle.instrument(span).await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_panicking_request_task_is_counted_and_the_drain_goes_on() {
+        let metrics = Metrics::new();
+        let mut tasks = JoinSet::new();
+        tasks.spawn(async { panic!("a bug in one request") });
+        tasks.spawn(async {});
+        drain(&mut tasks, Duration::from_secs(5), &metrics).await;
+        assert!(tasks.is_empty());
+        assert_eq!(metrics.task_panics.get(), 1);
+        assert!(metrics.render().contains("signbus_task_panics_total 1"));
+    }
 }

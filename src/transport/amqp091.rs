@@ -165,6 +165,11 @@ impl Amqp091 {
     }
 
     /// The (redacted) URL this connection reached.
+    pub(crate) fn round_trip_timeout(&self) -> Duration {
+        self.publish_timeout
+    }
+
+    /// The (redacted) URL connected to.
     pub fn url(&self) -> &str {
         &self.url
     }

@@ -361,6 +361,7 @@ impl Engine {
 pub struct Amqp1 {
     commands: mpsc::UnboundedSender<Command>,
     url: String,
+    round_trip: Duration,
 }
 
 enum Command {
@@ -382,6 +383,7 @@ impl Amqp1 {
     pub async fn connect(cfg: &BrokerConfig, container_id: &str) -> Result<Self, TransportError> {
         let (ready_tx, ready_rx) = oneshot::channel();
         let (commands, mut rx) = mpsc::unbounded_channel::<Command>();
+        let round_trip = Duration::from_secs(cfg.publish_timeout_secs.max(1));
         let cfg = cfg.clone();
         let id = container_id.to_owned();
         std::thread::Builder::new()
@@ -432,10 +434,19 @@ impl Amqp1 {
             })
             .map_err(|e| TransportError::Lost(format!("spawn I/O thread: {e}")))?;
         let url = ready_rx.await.map_err(|_| io_thread_gone())??;
-        Ok(Amqp1 { commands, url })
+        Ok(Amqp1 {
+            commands,
+            url,
+            round_trip,
+        })
     }
 
-    /// The (redacted) URL this connection reached.
+    /// How long one broker round trip may take (`broker.publish_timeout_secs`).
+    pub(crate) fn round_trip_timeout(&self) -> Duration {
+        self.round_trip
+    }
+
+    /// The (redacted) URL connected to.
     pub fn url(&self) -> &str {
         &self.url
     }

@@ -84,6 +84,17 @@ pub enum TransportError {
     Lost(String),
 }
 
+impl TransportError {
+    /// True when reconnecting and trying again cannot help: the configuration or the broker's topology or
+    /// permissions must change first (a malformed URL, an address the broker refuses).
+    pub fn is_permanent(&self) -> bool {
+        matches!(
+            self,
+            TransportError::BadUrl { .. } | TransportError::Attach { .. }
+        )
+    }
+}
+
 /// One connection to a broker, whatever the protocol.
 pub trait Transport: Send + Sync + 'static {
     /// Publishes `msg` and resolves once the broker has taken responsibility for it (AMQP 1.0 `accepted`,
@@ -325,6 +336,31 @@ impl Broker {
             Broker::Amqp091(b) => b.url(),
         }
     }
+
+    /// How long one broker round trip (a publish confirmation, a subscribe, a declaration) may take:
+    /// `broker.publish_timeout_secs`.
+    pub fn round_trip_timeout(&self) -> Duration {
+        match self {
+            Broker::Amqp1(b) => b.round_trip_timeout(),
+            Broker::Amqp091(b) => b.round_trip_timeout(),
+        }
+    }
+
+    /// `step` bounded by [`Broker::round_trip_timeout`]: a broker that does not answer in time is treated as a
+    /// lost connection (reconnect and try again), never waited for forever.
+    async fn time_boxed<T>(
+        &self,
+        what: impl FnOnce() -> String,
+        step: impl std::future::Future<Output = Result<T, TransportError>>,
+    ) -> Result<T, TransportError> {
+        let limit = self.round_trip_timeout();
+        tokio::time::timeout(limit, step).await.unwrap_or_else(|_| {
+            Err(TransportError::Lost(format!(
+                "the broker did not answer {} within {limit:?}",
+                what()
+            )))
+        })
+    }
 }
 
 impl Broker {
@@ -332,7 +368,10 @@ impl Broker {
     /// to declare the topology with the broker's definitions instead.
     pub async fn declare(&self, topology: &Topology) -> Result<(), TransportError> {
         match self {
-            Broker::Amqp091(b) => b.declare(topology).await,
+            Broker::Amqp091(b) => {
+                let what = || format!("the declaration of {:?}", topology.queue);
+                self.time_boxed(what, b.declare(topology)).await
+            }
             Broker::Amqp1(_) => Err(TransportError::Attach {
                 address: topology.queue.clone(),
                 reason: "server.topology needs AMQP 0-9-1 (broker.protocol: amqp091); over AMQP 1.0 declare \
@@ -356,9 +395,10 @@ impl Transport for Broker {
         address: &str,
         prefetch: u32,
     ) -> Result<Subscription, TransportError> {
+        let what = || format!("the subscription to {address:?}");
         match self {
-            Broker::Amqp1(b) => b.subscribe(address, prefetch).await,
-            Broker::Amqp091(b) => b.subscribe(address, prefetch).await,
+            Broker::Amqp1(b) => self.time_boxed(what, b.subscribe(address, prefetch)).await,
+            Broker::Amqp091(b) => self.time_boxed(what, b.subscribe(address, prefetch)).await,
         }
     }
 

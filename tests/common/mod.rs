@@ -690,7 +690,10 @@ pub async fn every_request_answered_across_a_stop<T: Send + 'static>(
     declare_request_queue(&env, &queue);
     let config =
         server_config(&env, &queue, extra_server).replace("max_in_flight: 64", "max_in_flight: 8");
-    let mut first = Some((Server::start(&config), stop));
+    // The first server logs every request it receives (debug), so a test can tell which ones it held.
+    let first_server =
+        Server::start_with(&config, &[], &["--log-level", "info,signbus::server=debug"]);
+    let mut first = Some((first_server, stop));
 
     let (_, task, requests) = container_requests(&env, &queue, n, env.key_rsa());
     let mut client = RawClient::open(&env, &task).await;
