@@ -394,10 +394,12 @@ fn requester_logging(flag: Option<LogLevel>, config: Option<&str>) {
 
 fn broker_config(cfg: &requester::MsgSignerConfig) -> transport::BrokerConfig {
     let urls = &cfg.messaging_brokers;
-    // pubtools-sign's file has no SASL setting; SIGNBUS_SASL (none|anonymous|plain) chooses, ANONYMOUS by default.
+    // pubtools-sign's file has no SASL setting; SIGNBUS_SASL (none|anonymous|plain|external) chooses, ANONYMOUS
+    // by default. EXTERNAL: the broker takes the identity from the client certificate (messaging_cert_key).
     let sasl = match std::env::var("SIGNBUS_SASL").ok().as_deref() {
         Some("none") => Sasl::None,
         Some("plain") => Sasl::Plain,
+        Some("external") => Sasl::External,
         _ => Sasl::Anonymous,
     };
     // Likewise SIGNBUS_PROTOCOL (amqp1|amqp091) chooses the protocol; by default the URL scheme decides
@@ -432,7 +434,7 @@ fn creator(cfg: &requester::MsgSignerConfig, requester: Option<&str>) -> Result<
             path.display()
         )
     })?;
-    requester::cert::subject_name(&pem).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))
+    signbus::cert::subject_name(&pem).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))
 }
 
 fn expand_home(p: &str) -> PathBuf {

@@ -386,6 +386,10 @@ auth_mechanisms.2 = AMQPLAIN
 auth_mechanisms.3 = ANONYMOUS
 anonymous_login_user = guest
 anonymous_login_pass = guest
+# SASL EXTERNAL over TLS: the user is the client certificate's CN (rabbitmq_auth_mechanism_ssl); the test
+# certificate's CN (signbus-test) is a user in the definitions below.
+auth_mechanisms.4 = EXTERNAL
+ssl_cert_login_from = common_name
 
 # AMQP 1.0 address v1 (/topic/..., /queue/..., /exchange/...) is deprecated in
 # 4.0 but permitted by default; permit it explicitly (pubtools-sign uses /topic/).
@@ -404,8 +408,16 @@ EOF
     mkdir -p "$etc/tls"
     cp "$TLS_DIR/ca.pem" "$TLS_DIR/server.crt" "$TLS_DIR/server.key" "$etc/tls/"
     chmod 755 "$etc/tls"; chmod 644 "$etc/tls/"*
-    cp "$TESTENV_DIR/compose/enabled_plugins" "$etc/enabled_plugins"
-    cp "$TESTENV_DIR/compose/definitions.json" "$etc/definitions.json"
+    echo '[rabbitmq_management,rabbitmq_auth_mechanism_ssl].' >"$etc/enabled_plugins"
+    # The compose definitions, plus the user the test client certificate names (SASL EXTERNAL; its password is
+    # random and never used).
+    "$PYTHON" - "$TESTENV_DIR/compose/definitions.json" "$etc/definitions.json" <<'PY'
+import json, secrets, sys
+d = json.load(open(sys.argv[1]))
+d["users"].append({"name": "signbus-test", "password": secrets.token_hex(16), "tags": [], "limits": {}})
+d["permissions"].append({"user": "signbus-test", "vhost": "/", "configure": ".*", "write": ".*", "read": ".*"})
+json.dump(d, open(sys.argv[2], "w"), indent=1)
+PY
     : >"$etc/rabbitmq-env.conf"
 }
 

@@ -6,7 +6,6 @@
 //! strays and duplicates, and retries with pubtools-sign's meaning of `timeout`, `retries` and `send_retries`.
 //! [`output`] prints what pubtools-sign prints. Nothing here knows about gpg.
 
-pub mod cert;
 pub mod config;
 pub mod output;
 pub mod prepare;

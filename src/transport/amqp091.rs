@@ -63,9 +63,20 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 /// for `amqps091://` (never plaintext). Both go through lapin's own connection machinery (heartbeats, confirms).
 async fn open(url: &str, cfg: &BrokerConfig, container_id: &str) -> Result<Connection, String> {
     let props = ConnectionProperties::default().with_connection_name(container_id.into());
-    let uri: AMQPUri = lapin_uri(url, cfg)
+    let mut uri: AMQPUri = lapin_uri(url, cfg)
         .parse()
         .map_err(|e| format!("invalid broker URL: {e}"))?;
+    let named_user = url::Url::parse(url).is_ok_and(|u| !u.username().is_empty());
+    if cfg.sasl == super::Sasl::External && !named_user {
+        if uri.scheme != AMQPScheme::AMQPS || cfg.tls.cert_key.is_none() {
+            return Err(
+                "SASL EXTERNAL needs TLS with a client certificate (amqps091:// and \
+                        tls.cert_key / messaging_cert_key)"
+                    .into(),
+            );
+        }
+        uri.query.auth_mechanism = Some(lapin::uri::SASLMechanism::External);
+    }
     if uri.scheme != AMQPScheme::AMQPS {
         return Connection::connect_uri(uri, props)
             .await

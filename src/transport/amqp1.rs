@@ -204,15 +204,29 @@ impl Engine {
                 password: cfg.password.clone().unwrap_or_default(),
             }),
             (None, Sasl::Anonymous) => Some(SaslProfile::Anonymous),
-            (None, Sasl::None) => None,
+            (None, Sasl::None | Sasl::External) => None,
         };
+        let external = cfg.sasl == Sasl::External && url.credentials.is_none();
+        if external && (url.scheme != "amqps" || cfg.tls.cert_key.is_none()) {
+            return Err(
+                "SASL EXTERNAL needs TLS with a client certificate (amqps:// and tls.cert_key / \
+                 messaging_cert_key)"
+                    .into(),
+            );
+        }
         let mut connection = if url.scheme == "amqps" {
             let connector = crate::tls::connector(&cfg.tls).map_err(|e| e.to_string())?;
             let name = crate::tls::server_name(&url.host).map_err(|e| e.to_string())?;
-            let tls = tokio::time::timeout(CONNECT_TIMEOUT, connector.connect(name, stream))
+            let mut tls = tokio::time::timeout(CONNECT_TIMEOUT, connector.connect(name, stream))
                 .await
                 .map_err(|_| format!("TLS handshake timed out after {CONNECT_TIMEOUT:?}"))?
                 .map_err(|e| crate::tls::handshake_error(&url.host, &e).to_string())?;
+            if external {
+                let sasl = super::amqp1_sasl::external(&mut tls, &url.host);
+                tokio::time::timeout(CONNECT_TIMEOUT, sasl)
+                    .await
+                    .map_err(|_| format!("SASL EXTERNAL timed out after {CONNECT_TIMEOUT:?}"))??;
+            }
             open(container_id, &url.host, profile, tls).await?
         } else {
             open(container_id, &url.host, profile, stream).await?

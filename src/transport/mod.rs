@@ -8,6 +8,7 @@
 pub mod address;
 pub mod amqp091;
 pub mod amqp1;
+mod amqp1_sasl;
 mod delivery;
 pub use crate::tls;
 
@@ -145,7 +146,7 @@ impl Connect for Connector {
     }
 
     fn user_id(&self) -> Option<String> {
-        self.config.plain_user()
+        self.config.broker_user()
     }
 }
 
@@ -193,6 +194,10 @@ pub enum Sasl {
     Anonymous,
     /// SASL PLAIN with the configured username and password.
     Plain,
+    /// SASL EXTERNAL: the broker takes the identity from the TLS client certificate (`tls.cert_key`); needs
+    /// `amqps://` / `amqps091://`. With RabbitMQ: `rabbitmq_auth_mechanism_ssl`, and the user named by the
+    /// certificate's CN (`ssl_cert_login_from = common_name`).
+    External,
 }
 
 /// Broker topology a server may declare at start (AMQP 0-9-1 only; on AMQP 1.0 use the broker's own
@@ -279,6 +284,16 @@ impl Default for BrokerConfig {
 }
 
 impl BrokerConfig {
+    /// The broker user this configuration authenticates as, when known: the certificate's name (CN, else UID)
+    /// with SASL EXTERNAL, else [`BrokerConfig::plain_user`].
+    pub fn broker_user(&self) -> Option<String> {
+        if self.sasl == Sasl::External {
+            let pem = std::fs::read_to_string(self.tls.cert_key.as_ref()?).ok()?;
+            return crate::cert::subject_name(&pem).ok();
+        }
+        self.plain_user()
+    }
+
     /// The user this configuration authenticates as with SASL PLAIN, when that is known whichever broker of the
     /// list answers: `username` (with `sasl: plain`), else the user every URL names (`amqp://user:pass@host`).
     pub fn plain_user(&self) -> Option<String> {

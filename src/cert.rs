@@ -1,4 +1,5 @@
-//! The requester's name: the subject CN (else UID) of the client certificate, as pubtools-sign derives it.
+//! The name in a client certificate: its subject CN (else UID), as pubtools-sign derives the requester's name and
+//! as a broker using SASL EXTERNAL (RabbitMQ `ssl_cert_login_from = common_name`) derives the user.
 //!
 //! A minimal DER walk over the first certificate of a PEM file; it reads the subject and nothing else and
 //! never validates the certificate (that is the TLS layer's job).
