@@ -391,6 +391,10 @@ anonymous_login_pass = guest
 auth_mechanisms.4 = EXTERNAL
 ssl_cert_login_from = common_name
 
+# Heartbeats (0-9-1) and idle time-out (AMQP 1.0) every 5 s (default 60): the broker notices a silent
+# (partitioned) client within ~10-15 s and gives the requests it held to other consumers.
+heartbeat = 5
+
 # AMQP 1.0 address v1 (/topic/..., /queue/..., /exchange/...) is deprecated in
 # 4.0 but permitted by default; permit it explicitly (pubtools-sign uses /topic/).
 deprecated_features.permit.amqp_address_v1 = true

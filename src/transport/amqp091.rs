@@ -66,6 +66,9 @@ async fn open(url: &str, cfg: &BrokerConfig, container_id: &str) -> Result<Conne
     let mut uri: AMQPUri = lapin_uri(url, cfg)
         .parse()
         .map_err(|e| format!("invalid broker URL: {e}"))?;
+    // Heartbeats: the broker and we each send one every heartbeat/2; lapin drops the connection after twice the
+    // heartbeat without hearing from the broker.
+    uri.query.heartbeat = Some(cfg.heartbeat_secs);
     let named_user = url::Url::parse(url).is_ok_and(|u| !u.username().is_empty());
     if cfg.sasl == super::Sasl::External && !named_user {
         if uri.scheme != AMQPScheme::AMQPS || cfg.tls.cert_key.is_none() {

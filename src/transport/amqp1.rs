@@ -102,18 +102,24 @@ impl BrokerUrl {
 }
 
 /// Opens an AMQP connection (SASL as `profile` says) over an established stream, within the connect timeout.
+/// `heartbeat_secs` > 0 sets the idle time-out: we advertise half of twice the heartbeat (the broker must send
+/// something at least every heartbeat) and drop the connection after twice the heartbeat of silence.
 async fn open<Io>(
     container_id: &str,
     host: &str,
     profile: Option<SaslProfile>,
+    heartbeat_secs: u16,
     stream: Io,
 ) -> Result<ConnectionHandle<()>, String>
 where
     Io: tokio::io::AsyncRead + tokio::io::AsyncWrite + std::fmt::Debug + Send + Unpin + 'static,
 {
-    let builder = Connection::builder()
+    let mut builder = Connection::builder()
         .container_id(container_id)
         .hostname(host);
+    if heartbeat_secs > 0 {
+        builder = builder.idle_time_out(u32::from(heartbeat_secs) * 2000);
+    }
     let opening = async {
         match profile {
             Some(p) => builder.sasl_profile(p).open_with_stream(stream).await,
@@ -227,9 +233,9 @@ impl Engine {
                     .await
                     .map_err(|_| format!("SASL EXTERNAL timed out after {CONNECT_TIMEOUT:?}"))??;
             }
-            open(container_id, &url.host, profile, tls).await?
+            open(container_id, &url.host, profile, cfg.heartbeat_secs, tls).await?
         } else {
-            open(container_id, &url.host, profile, stream).await?
+            open(container_id, &url.host, profile, cfg.heartbeat_secs, stream).await?
         };
         let mut session = Session::begin(&mut connection)
             .await

@@ -263,10 +263,19 @@ pub struct BrokerConfig {
     /// Seconds to wait for the broker to settle a published message.
     #[serde(default = "default_publish_timeout")]
     pub publish_timeout_secs: u64,
+    /// Heartbeat: each side must hear from the other at least this often (AMQP 0-9-1 heartbeats, AMQP 1.0
+    /// idle-time-out, sent at half the interval); a connection silent for twice as long is dropped, so a silent
+    /// network partition is noticed in bounded time. 0 turns it off (not recommended).
+    #[serde(default = "default_heartbeat")]
+    pub heartbeat_secs: u16,
 }
 
 fn default_publish_timeout() -> u64 {
     30
+}
+
+fn default_heartbeat() -> u16 {
+    10
 }
 
 impl Default for BrokerConfig {
@@ -279,6 +288,7 @@ impl Default for BrokerConfig {
             username: None,
             password: None,
             publish_timeout_secs: default_publish_timeout(),
+            heartbeat_secs: default_heartbeat(),
         }
     }
 }
@@ -449,6 +459,7 @@ impl std::fmt::Debug for BrokerConfig {
             .field("username", &self.username)
             .field("password", &self.password.as_ref().map(|_| "***"))
             .field("publish_timeout_secs", &self.publish_timeout_secs)
+            .field("heartbeat_secs", &self.heartbeat_secs)
             .finish_non_exhaustive()
     }
 }

@@ -791,3 +791,33 @@ pub fn metric_sum(text: &str, name: &str, labels: &[(&str, &str)]) -> f64 {
         })
         .sum()
 }
+
+/// The local ports of the established TCP connections process `pid` has to remote port `port` (its socket inodes
+/// from `/proc/<pid>/fd`, matched in `/proc/<pid>/net/tcp{,6}`).
+pub fn local_ports_to(pid: u32, port: u16) -> Vec<u64> {
+    let inodes: Vec<String> = std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .unwrap()
+        .filter_map(|fd| std::fs::read_link(fd.ok()?.path()).ok())
+        .filter_map(|link| {
+            let link = link.to_string_lossy().into_owned();
+            Some(link.strip_prefix("socket:[")?.strip_suffix(']')?.to_owned())
+        })
+        .collect();
+    let mut ports = Vec::new();
+    for table in ["tcp", "tcp6"] {
+        let text = std::fs::read_to_string(format!("/proc/{pid}/net/{table}")).unwrap_or_default();
+        for line in text.lines().skip(1) {
+            // sl local_address rem_address st tx:rx tr:when retrnsmt uid timeout inode
+            let f: Vec<&str> = line.split_whitespace().collect();
+            let hex_port = |addr: &str| u64::from_str_radix(addr.rsplit(':').next()?, 16).ok();
+            if f.len() > 9
+                && f[3] == "01"
+                && hex_port(f[2]) == Some(u64::from(port))
+                && inodes.iter().any(|i| i == f[9])
+            {
+                ports.extend(hex_port(f[1]));
+            }
+        }
+    }
+    ports
+}
