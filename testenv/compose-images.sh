@@ -10,7 +10,7 @@
 #
 #   testenv/compose-images.sh          (root; podman; mmdebstrap)
 #
-# Each root filesystem is cached as a tarball in ${SIGNBUS_TESTENV_CACHE:-/var/cache/signbus-testenv}/compose/
+# The three are made in parallel. Each root filesystem is cached as a tarball in ${SIGNBUS_TESTENV_CACHE:-/var/cache/signbus-testenv}/compose/
 # (written to a temp name, then renamed, so an interrupted build is never reused). An image whose label
 # signbus.testenv.recipe matches what this script would build is kept; otherwise it is imported from the
 # cached tarball, which is built first if missing. The recipe covers the suite, the package list, the image
@@ -47,9 +47,10 @@ build_image() {
         log "$name: up to date (recipe $recipe)"
         return 0
     fi
-    local file=$CACHE_DIR/$(printf '%s' "$name" | tr '/:' '__')-$recipe.tar
+    local base; base=$(printf '%s' "$name" | tr '/:' '__')
+    local file=$CACHE_DIR/$base-$recipe.tar
     if [ ! -s "$file" ]; then
-        rm -f "$CACHE_DIR"/.*.tar.build.* 2>/dev/null || true
+        rm -f "$CACHE_DIR/.$base-"*.tar.build.* 2>/dev/null || true
         local tmp=$CACHE_DIR/.$(basename "$file").build.$$
         log "$name: mmdebstrap $suite with $packages (one-off)"
         local args=(--quiet --variant=apt --include="$packages" --format=tar)
@@ -64,7 +65,7 @@ build_image() {
         mv "$tmp" "$file"
         # Older recipes of the same image are no longer used.
         local old
-        for old in "$CACHE_DIR/$(printf '%s' "$name" | tr '/:' '__')"-*.tar; do
+        for old in "$CACHE_DIR/$base"-*.tar; do
             [ "$old" = "$file" ] || rm -f "$old"
         done
     fi
@@ -76,9 +77,13 @@ build_image() {
 
 PATH_ENV=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
 
+# The three are made in parallel (mostly downloads and unpacking).
+pids=()
+
 # debian:bookworm-slim: what the runtime stage starts from.
 build_image docker.io/library/debian:bookworm-slim bookworm "ca-certificates" "" \
-    "ENV PATH=$PATH_ENV" 'CMD ["bash"]'
+    "ENV PATH=$PATH_ENV" 'CMD ["bash"]' &
+pids+=($!)
 
 # rust:1-bookworm: the build stage. The official image has rustup in /usr/local/{rustup,cargo}; here the host's
 # toolchain is copied to /usr/local/rustup/toolchains/<name> and its tools are linked from /usr/local/cargo/bin.
@@ -87,11 +92,16 @@ TC_DIR=$(cd "$TOOLCHAIN" && pwd -P) || die "no toolchain directory $TOOLCHAIN"
 [ -x "$TC_DIR/bin/cargo" ] || die "$TC_DIR has no bin/cargo"
 RUSTC_V=$("$TC_DIR/bin/rustc" -V)
 log "rust toolchain: $TOOLCHAIN ($RUSTC_V)"
-EXTRA_RECIPE="$RUSTC_V $(cd "$TC_DIR" && "$TC_DIR/bin/cargo" -V)" build_image docker.io/library/rust:1-bookworm bookworm \
+# This machine's local CAs (/usr/local/share/ca-certificates, e.g. of an HTTPS proxy in front of crates.io) are
+# added, so cargo inside the build trusts what cargo on the host trusts.
+LOCAL_CAS=/usr/local/share/ca-certificates
+EXTRA_RECIPE="$RUSTC_V $(cd "$TC_DIR" && "$TC_DIR/bin/cargo" -V) $(cat "$LOCAL_CAS"/*.crt 2>/dev/null | sha256sum)" \
+build_image docker.io/library/rust:1-bookworm bookworm \
     "ca-certificates,gcc,libc6-dev,make,pkg-config,git" \
-    "mkdir -p \"\$1/usr/local/rustup/toolchains/rust\" \"\$1/usr/local/cargo/bin\" && tar -C '$TC_DIR' --exclude=./share/doc -c . | tar -C \"\$1/usr/local/rustup/toolchains/rust\" -x && for b in \"\$1\"/usr/local/rustup/toolchains/rust/bin/*; do ln -s \"/usr/local/rustup/toolchains/rust/bin/\${b##*/}\" \"\$1/usr/local/cargo/bin/\${b##*/}\"; done" \
+    "if ls '$LOCAL_CAS'/*.crt >/dev/null 2>&1; then cp '$LOCAL_CAS'/*.crt \"\$1/usr/local/share/ca-certificates/\" && chroot \"\$1\" update-ca-certificates >/dev/null; fi && mkdir -p \"\$1/usr/local/rustup/toolchains/rust\" \"\$1/usr/local/cargo/bin\" && tar -C '$TC_DIR' --exclude=./share/doc -c . | tar -C \"\$1/usr/local/rustup/toolchains/rust\" -x && for b in \"\$1\"/usr/local/rustup/toolchains/rust/bin/*; do ln -s \"/usr/local/rustup/toolchains/rust/bin/\${b##*/}\" \"\$1/usr/local/cargo/bin/\${b##*/}\"; done" \
     "ENV PATH=/usr/local/cargo/bin:$PATH_ENV" "ENV CARGO_HOME=/usr/local/cargo" "ENV RUSTUP_HOME=/usr/local/rustup" \
-    'CMD ["bash"]'
+    'CMD ["bash"]' &
+pids+=($!)
 
 # rabbitmq:4.0-management: Debian 13's rabbitmq-server. Like the official image: management enabled in
 # /etc/rabbitmq/enabled_plugins (compose mounts testenv/compose/enabled_plugins over it), runs as rabbitmq with
@@ -105,4 +115,9 @@ exec "$@"'
 build_image docker.io/library/rabbitmq:4.0-management trixie "rabbitmq-server" \
     "printf '%s\n' '[rabbitmq_management].' >\"\$1/etc/rabbitmq/enabled_plugins\" && printf '%s\n' '$ENTRYPOINT_SH' >\"\$1/usr/local/bin/docker-entrypoint.sh\" && chmod 755 \"\$1/usr/local/bin/docker-entrypoint.sh\" && rm -f \"\$1/var/lib/rabbitmq/.erlang.cookie\" && chroot \"\$1\" chown rabbitmq:rabbitmq /etc/rabbitmq/enabled_plugins" \
     "ENV PATH=$PATH_ENV" "ENV HOME=/var/lib/rabbitmq" "ENV LANG=C.UTF-8" "USER rabbitmq" "WORKDIR /var/lib/rabbitmq" \
-    "EXPOSE 5672" "EXPOSE 15672" 'ENTRYPOINT ["/usr/local/bin/docker-entrypoint.sh"]' 'CMD ["rabbitmq-server"]'
+    "EXPOSE 5672" "EXPOSE 15672" 'ENTRYPOINT ["/usr/local/bin/docker-entrypoint.sh"]' 'CMD ["rabbitmq-server"]' &
+pids+=($!)
+
+failed=0
+for p in "${pids[@]}"; do wait "$p" || failed=1; done
+[ "$failed" = 0 ] || die "an image could not be made (see above)"
