@@ -76,7 +76,7 @@ cleanup() {
         "${COMPOSE[@]}" logs --no-color --tail 60 >&2
     fi
     [ -n "$HEALTH_PID" ] && kill "$HEALTH_PID" 2>/dev/null && wait "$HEALTH_PID" 2>/dev/null
-    if [ -S "$WORK/podman.sock" ]; then
+    if [ "$FAILED" = 1 ] && [ -S "$WORK/podman.sock" ]; then
         echo "==> teardown: docker-compose down -v" >&2
         "${COMPOSE[@]}" down -v --remove-orphans -t 10 >/dev/null 2>&1 || echo "compose down failed" >&2
     fi
