@@ -10,7 +10,12 @@ COPY Cargo.toml Cargo.lock ./
 COPY src ./src
 COPY schemas ./schemas
 COPY benches ./benches
-RUN cargo build --release --locked --bin signbus
+# The registry and target directories are cache mounts (BuildKit, podman/buildah): a rebuild recompiles what
+# changed, not every dependency. The binary is copied out of the cache within the same step.
+RUN --mount=type=cache,target=/usr/local/cargo/registry \
+    --mount=type=cache,target=/src/target \
+    cargo build --release --locked --bin signbus \
+    && cp target/release/signbus /usr/local/bin/signbus
 
 FROM debian:bookworm-slim
 RUN apt-get update \
@@ -18,7 +23,7 @@ RUN apt-get update \
     && rm -rf /var/lib/apt/lists/* \
     && useradd --system --uid 10001 --home-dir /var/lib/signbus --create-home signbus \
     && install -d -o signbus -g signbus -m 700 /var/lib/signbus/gnupg
-COPY --from=build /src/target/release/signbus /usr/local/bin/signbus
+COPY --from=build /usr/local/bin/signbus /usr/local/bin/signbus
 USER signbus
 ENV GNUPGHOME=/var/lib/signbus/gnupg
 EXPOSE 9464

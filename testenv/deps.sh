@@ -1,11 +1,14 @@
 #!/usr/bin/env bash
 # The one list of Debian packages signbus needs on this machine, installed if missing.
 #
-#   testenv/deps.sh [build|run|test|package]...   (default: build run test)
+#   testenv/deps.sh [build|run|test|package|compose]...   (default: build run test)
 #
 #   build: what `cargo build` needs (gpgme-sys links libgpgme through pkg-config)
 #   run:   what the demo and a server need at run time (gpg and its agent, skopeo to verify, curl, the tools
 #          testenv/up.sh uses to build and enter the broker's chroot)
+#   compose: what testenv/compose-test.sh adds (podman with runc, its init, the dnsname CNI plugin so containers
+#          find each other by service name, and docker-compose 1.29 driving
+#          podman's Docker API; mmdebstrap makes the base images; iptables for published ports)
 #   test:  what the test suite adds (Debian's docker-registry for the interop tests, python for the SASL relay
 #          and the pubtools-sign venv, openssl for the TLS files)
 #   package: what testenv/package-test.sh and testenv/alerts-test.sh add (binutils to strip the packaged binary,
@@ -21,6 +24,8 @@ BUILD=(pkg-config libgpgme-dev gcc libc6-dev)
 RUN=(gnupg gpg-agent skopeo curl mmdebstrap util-linux openssl python3)
 TEST=(docker-registry python3-venv python3-dev libssl-dev)
 PACKAGE=(binutils man-db systemd tini prometheus python3)
+COMPOSE=(podman runc catatonit conmon containernetworking-plugins golang-github-containernetworking-plugin-dnsname iptables
+    docker-compose mmdebstrap)
 
 want=()
 [ $# -eq 0 ] && set -- build run test
@@ -30,7 +35,8 @@ for group in "$@"; do
         run) want+=("${RUN[@]}") ;;
         test) want+=("${TEST[@]}") ;;
         package) want+=("${PACKAGE[@]}") ;;
-        *) echo "deps.sh: unknown group '$group' (build, run, test, package)" >&2; exit 2 ;;
+        compose) want+=("${COMPOSE[@]}") ;;
+        *) echo "deps.sh: unknown group '$group' (build, run, test, package, compose)" >&2; exit 2 ;;
     esac
 done
 

@@ -31,6 +31,7 @@ done
 # Packaging and operations: the .deb installed, run as its unit runs and purged; alert rules and dashboard.
 testenv/package-test.sh
 testenv/alerts-test.sh
+testenv/compose-test.sh   # docker-compose.yml's rabbitmq profile with podman: image build, healthchecks, signing, SIGTERM
 
 # 3. The fuzz targets, each for a bounded time (SIGNBUS_FUZZ_SECONDS, default 30) from the checked-in seeds.
 fuzz/run.sh
