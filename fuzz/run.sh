@@ -5,7 +5,7 @@
 #
 #   SIGNBUS_FUZZ_SECONDS    seconds per target (default 30)
 #   SIGNBUS_FUZZ_TARGETS    space-separated targets to run (default: all of `cargo fuzz list`)
-#   SIGNBUS_FUZZ_SANITIZER  none (default) or address; signbus itself has no unsafe code, so the default buys
+#   SIGNBUS_FUZZ_SANITIZER  none (default) or address; signbus has no unsafe code but zeroing a dropped passphrase, so the default buys
 #                           more executions per second, and address is there for a longer local run
 #
 # cargo-fuzz passes nightly-only flags to rustc; RUSTC_BOOTSTRAP=1 lets the stable toolchain accept them.

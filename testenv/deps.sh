@@ -22,7 +22,7 @@ set -euo pipefail
 
 BUILD=(pkg-config libgpgme-dev gcc libc6-dev)
 RUN=(gnupg gpg-agent skopeo curl mmdebstrap util-linux openssl python3)
-TEST=(docker-registry python3-venv python3-dev libssl-dev)
+TEST=(docker-registry iptables python3-venv python3-dev libssl-dev)
 PACKAGE=(binutils man-db systemd tini prometheus python3)
 COMPOSE=(podman runc catatonit conmon containernetworking-plugins golang-github-containernetworking-plugin-dnsname iptables
     docker-compose mmdebstrap)

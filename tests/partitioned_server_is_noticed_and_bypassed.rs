@@ -11,7 +11,7 @@ use common::*;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-const HEARTBEAT: u64 = 2;
+const HEARTBEAT: u64 = 3;
 const REQUESTER_TIMEOUT: Duration = Duration::from_secs(30);
 const PARTITION: Duration = Duration::from_secs(35);
 
