@@ -12,18 +12,30 @@ use serde_json::{json, Value};
 
 const DIGEST: &str = "sha256:5feceb66ffc86f38d952786c6d696c79c2dbc239dd4e91b46729d73a27fb57e9";
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn only_granted_keys_sign_for_the_authenticated_or_declared_requester() {
+/// A queue of its own and a server on it that trusts `user-id` and has `grants` (YAML flow maps); a task id.
+fn granting(prefix: &str, grants: &[&str]) -> (Env, String, Server, String) {
     let env = Env::load();
-    let queue = unique("authz");
+    let queue = unique(prefix);
     declare_request_queue(&env, &queue);
-    // RabbitMQ maps the suite's anonymous connections to its user `guest`.
+    let grants: String = grants.iter().map(|g| format!("    - {g}\n")).collect();
     let config = format!(
-        "{}authorization:\n  trust_user_id: true\n  grants:\n    - {{requester: guest, keys: [ed25519], repositories: [\"ns/\"]}}\n    - {{requester: tester, keys: [rsa]}}\n",
+        "{}authorization:\n  trust_user_id: true\n  grants:\n{grants}",
         server_config(&env, &queue, "")
     );
     let server = Server::start(&config);
-    let task = unique("task");
+    (env, queue, server, unique("task"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn only_granted_keys_sign_for_the_authenticated_or_declared_requester() {
+    // RabbitMQ maps the suite's anonymous connections to its user `guest`.
+    let (env, queue, server, task) = granting(
+        "authz",
+        &[
+            "{requester: guest, keys: [ed25519], repositories: [\"ns/\"]}",
+            "{requester: tester, keys: [rsa]}",
+        ],
+    );
     let key_ids = std::collections::HashMap::from([
         ("ed25519", env.key_ed25519().to_owned()),
         ("rsa", env.key_rsa().to_owned()),
@@ -228,15 +240,13 @@ async fn only_granted_keys_sign_for_the_authenticated_or_declared_requester() {
 /// never widens what a requester may do.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn clearsign_and_blob_requests_need_a_grant_that_lists_their_type() {
-    let env = Env::load();
-    let queue = unique("authz-types");
-    declare_request_queue(&env, &queue);
-    let config = format!(
-        "{}authorization:\n  trust_user_id: true\n  grants:\n    - {{requester: guest, keys: [ed25519], repositories: [\"ns/\"]}}\n    - {{requester: tester, keys: [ed25519], repositories: [\"ns/\"], types: [clearsign]}}\n",
-        server_config(&env, &queue, "")
+    let (env, queue, server, task) = granting(
+        "authz-types",
+        &[
+            "{requester: guest, keys: [ed25519], repositories: [\"ns/\"]}",
+            "{requester: tester, keys: [ed25519], repositories: [\"ns/\"], types: [clearsign]}",
+        ],
     );
-    let server = Server::start(&config);
-    let task = unique("task");
     let key = env.key_ed25519();
     let request = |id: &str, mtype: &str, repo: Value| {
         let member = if mtype == "clearsign_signature" {

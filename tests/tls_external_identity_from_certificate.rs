@@ -14,14 +14,6 @@ use std::time::{Duration, Instant};
 const DIGEST: &str = "sha256:5feceb66ffc86f38d952786c6d696c79c2dbc239dd4e91b46729d73a27fb57e9";
 const SUBJECT: &str = "signbus-test";
 
-fn tls_url(env: &Env, protocol: &str) -> String {
-    let amqps = env.get("SIGNBUS_AMQPS_URL");
-    match protocol {
-        "amqp091" => amqps.replacen("amqps://", "amqps091://", 1),
-        _ => amqps.to_owned(),
-    }
-}
-
 /// A server config over TLS with SASL EXTERNAL, trusting `user-id` and granting `grants` (YAML flow list).
 fn external_server_config(env: &Env, queue: &str, protocol: &str, grants: &str) -> String {
     let (ca, client) = (env.get("SIGNBUS_TLS_CA"), env.get("SIGNBUS_TLS_CLIENT"));

@@ -29,15 +29,6 @@ fn signbus(protocol: &str, args: &[&str]) -> (i32, String, String) {
     )
 }
 
-/// The testenv's TLS URL in `protocol`'s scheme (`amqps://` for AMQP 1.0, `amqps091://` for 0-9-1).
-fn tls_url(env: &Env, protocol: &str) -> String {
-    let amqps = env.get("SIGNBUS_AMQPS_URL");
-    match protocol {
-        "amqp091" => amqps.replacen("amqps://", "amqps091://", 1),
-        _ => amqps.to_owned(),
-    }
-}
-
 /// Waits (management statistics lag) until the broker lists the connection of the server process `pid` over
 /// `protocol`, and checks that it is TLS with the testenv client certificate and a heartbeat.
 fn broker_sees_tls_connection(env: &Env, pid: u32, protocol: &str) {

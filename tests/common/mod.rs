@@ -821,3 +821,12 @@ pub fn local_ports_to(pid: u32, port: u16) -> Vec<u64> {
     }
     ports
 }
+
+/// The testenv's TLS URL in `protocol`'s scheme (`amqps://` for AMQP 1.0, `amqps091://` for 0-9-1).
+pub fn tls_url(env: &Env, protocol: &str) -> String {
+    let amqps = env.get("SIGNBUS_AMQPS_URL");
+    match protocol {
+        "amqp091" => amqps.replacen("amqps://", "amqps091://", 1),
+        _ => amqps.to_owned(),
+    }
+}
