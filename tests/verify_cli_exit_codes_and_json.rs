@@ -24,7 +24,8 @@ fn verify_cmd(f: &Fixture, policy: &std::path::Path, args: &[&str]) -> (i32, Str
 fn accepted_rejected_and_usage_errors_have_distinct_exit_codes() {
     let f = Fixture::new();
     let (m, d) = manifest("cli");
-    f.put(IMAGE, &d, 1, b"garbage");
+    // Looks like an OpenPGP signature packet, is none: refused on its own.
+    f.put(IMAGE, &d, 1, &[0x88, 0x01, 0x02]);
     f.put(IMAGE, &d, 2, &f.sign(f.env.ed25519(), IMAGE, &d));
     let policy = f.policy_file(&ed_policy(None));
 

@@ -237,19 +237,26 @@ impl Engine {
         } else {
             open(container_id, &url.host, profile, cfg.heartbeat_secs, stream).await?
         };
-        let mut session = Session::begin(&mut connection)
-            .await
-            .map_err(|e| format!("AMQP begin session: {e}"))?;
-        let mut senders = Vec::with_capacity(SENDERS);
-        for n in 0..SENDERS {
-            let sender = Sender::builder()
-                .name(format!("{container_id}-sender-{n}"))
-                .target(Target::builder().build())
-                .attach(&mut session)
+        // The session and the anonymous senders, bounded like the rest of connecting.
+        let links = async {
+            let mut session = Session::begin(&mut connection)
                 .await
-                .map_err(|e| format!("attach anonymous sender: {e}"))?;
-            senders.push(Mutex::new(sender));
-        }
+                .map_err(|e| format!("AMQP begin session: {e}"))?;
+            let mut senders = Vec::with_capacity(SENDERS);
+            for n in 0..SENDERS {
+                let sender = Sender::builder()
+                    .name(format!("{container_id}-sender-{n}"))
+                    .target(Target::builder().build())
+                    .attach(&mut session)
+                    .await
+                    .map_err(|e| format!("attach anonymous sender: {e}"))?;
+                senders.push(Mutex::new(sender));
+            }
+            Ok::<_, String>((session, senders))
+        };
+        let (session, senders) = tokio::time::timeout(CONNECT_TIMEOUT, links)
+            .await
+            .map_err(|_| format!("AMQP session and senders not attached within {CONNECT_TIMEOUT:?}"))??;
         Ok(Engine {
             link: Mutex::new(Links {
                 connection,
