@@ -213,9 +213,9 @@ write_env() {
         urls+=("$(amqp_url "$n")"); mgmts+=("$(mgmt_url "$n")"); names+=("$(node_name "$n")")
     done
     {
-        printf 'export SIGNBUS_CLUSTER_AMQP_URLS=%q\n' "${urls[*]}"
-        printf 'export SIGNBUS_CLUSTER_MGMT_URLS=%q\n' "${mgmts[*]}"
-        printf 'export SIGNBUS_CLUSTER_NODES=%q\n' "${names[*]}"
+        printf "export SIGNBUS_CLUSTER_AMQP_URLS='%s'\n" "${urls[*]}"
+        printf "export SIGNBUS_CLUSTER_MGMT_URLS='%s'\n" "${mgmts[*]}"
+        printf "export SIGNBUS_CLUSTER_NODES='%s'\n" "${names[*]}"
         for n in 1 2 3; do
             printf 'export SIGNBUS_CLUSTER_AMQP_URL_%s=%q\n' "$n" "$(amqp_url "$n")"
             printf 'export SIGNBUS_CLUSTER_MGMT_URL_%s=%q\n' "$n" "$(mgmt_url "$n")"
@@ -264,7 +264,28 @@ main() {
     fi
     if [ -f "$CLUSTER_DIR/env" ] && cluster_healthy; then
         log "cluster already running, reusing ($(amqp_url 1) $(amqp_url 2) $(amqp_url 3))"
+        write_env
         return 0
+    fi
+    # A cluster that lost nodes (a test killed one): start those again with their data, as they rejoin.
+    if [ -f "$CLUSTER_DIR/env" ] && [ -n "$(root_pids "$EPMD_ROOT")" ]; then
+        local n down=() up=0
+        for n in 1 2 3; do
+            if node_alive "$n"; then up=$((up + 1)); else down+=("$n"); fi
+        done
+        if [ $up -gt 0 ] && [ ${#down[@]} -gt 0 ]; then
+            for n in "${down[@]}"; do
+                [ -n "$(node_pids "$n")" ] && kill_hard $(node_pids "$n")
+                log "node $n is down; starting it again with its data"
+                start_node "$n" 1
+            done
+            if wait_ready 1 2 3; then
+                log "cluster whole again in $(elapsed "$t0") s"
+                write_env
+                return 0
+            fi
+            log "the cluster did not heal; starting a fresh one"
+        fi
     fi
     rm -f "$CLUSTER_DIR/env"
     if [ -n "$(all_cluster_pids)" ]; then
