@@ -4,7 +4,7 @@
 #![allow(dead_code)]
 
 use crate::common::{self, Env};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
@@ -235,10 +235,48 @@ fn curl(base: &str, method: &str, path: &str, body: &str) -> Result<String, (boo
     ))
 }
 
-/// The testenv's exported ed25519 public key (binary), for verifying signatures without the signing keyring.
-pub fn ed25519_public_key(env: &Env) -> Vec<u8> {
-    std::fs::read(Path::new(env.get("SIGNBUS_TESTENV_DIR")).join("keys/ed25519.pub.gpg"))
-        .expect("testenv/.run/keys/ed25519.pub.gpg")
+/// Checks many OpenPGP signed messages with one gpg process (`--multifile --decrypt`, the testenv keyring) and
+/// returns what each signed, in order. Panics unless every one is a good signature by `fingerprint`.
+pub fn gpg_payloads(env: &Env, fingerprint: &str, signatures: &[Vec<u8>]) -> Vec<Vec<u8>> {
+    let dir = tempfile::tempdir().unwrap();
+    let files: Vec<PathBuf> = signatures
+        .iter()
+        .enumerate()
+        .map(|(i, sig)| {
+            let path = dir.path().join(format!("{i}.gpg"));
+            std::fs::write(&path, sig).unwrap();
+            path
+        })
+        .collect();
+    let out = Command::new("gpg")
+        .env("GNUPGHOME", env.gnupg_home())
+        .args(["--batch", "--quiet", "--status-fd", "1", "--multifile", "--decrypt"])
+        .args(&files)
+        .output()
+        .expect("gpg runs");
+    let status = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "gpg --multifile --decrypt: {status}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let valid: Vec<&str> = status
+        .lines()
+        .filter_map(|l| l.strip_prefix("[GNUPG:] VALIDSIG "))
+        .collect();
+    assert_eq!(valid.len(), signatures.len(), "one good signature each:\n{status}");
+    for v in &valid {
+        // VALIDSIG <signing key fpr> ... <primary key fpr>
+        assert_eq!(v.split_whitespace().last(), Some(fingerprint), "{v}");
+    }
+    assert!(
+        !status.contains("BADSIG") && !status.contains("ERRSIG"),
+        "{status}"
+    );
+    files
+        .iter()
+        .map(|f| std::fs::read(f.with_extension("")).expect("gpg wrote the payload"))
+        .collect()
 }
 
 /// Polls `cond` every 250 ms until it holds or `limit` passes; returns whether it held.
