@@ -46,9 +46,20 @@ async fn node_of_a_server_killed_mid_run_every_request_answered_once() {
     cluster.declare_quorum_request_queue(&queue);
     // Everyone gets all three nodes, each list starting elsewhere: server A on node 1, server B on node 2, the
     // requester on node 3 (while those answer).
-    let server_a = Server::start(&cluster_server_config(&env, &cluster.urls_from(0), &queue, ""));
-    let server_b = Server::start(&cluster_server_config(&env, &cluster.urls_from(1), &queue, ""));
-    let a_url = connected_url(&server_a.logs()).expect("server A logged the broker it connected to");
+    let server_a = Server::start(&cluster_server_config(
+        &env,
+        &cluster.urls_from(0),
+        &queue,
+        "",
+    ));
+    let server_b = Server::start(&cluster_server_config(
+        &env,
+        &cluster.urls_from(1),
+        &queue,
+        "",
+    ));
+    let a_url =
+        connected_url(&server_a.logs()).expect("server A logged the broker it connected to");
     let victim = cluster
         .node_of(&a_url)
         .unwrap_or_else(|| panic!("server A connected to {a_url}, not a cluster node"));
@@ -99,8 +110,16 @@ async fn node_of_a_server_killed_mid_run_every_request_answered_once() {
     let logs = || format!("A:\n{}\nB:\n{}", server_a.logs(), server_b.logs());
     assert_eq!(ex.error, None, "{}", logs());
     assert_eq!(ex.replies.len(), n, "one reply per request\n{}", logs());
-    assert_eq!(progress.replied.load(Ordering::SeqCst), n, "no duplicate counted");
-    assert_eq!(progress.sent.load(Ordering::SeqCst), n, "resends are not new requests");
+    assert_eq!(
+        progress.replied.load(Ordering::SeqCst),
+        n,
+        "no duplicate counted"
+    );
+    assert_eq!(
+        progress.sent.load(Ordering::SeqCst),
+        n,
+        "resends are not new requests"
+    );
     // Every reply is a signature, by the test key, over the claim its request sent.
     let verify_started = Instant::now();
     let mut signatures = Vec::new();
@@ -113,9 +132,17 @@ async fn node_of_a_server_killed_mid_run_every_request_answered_once() {
     }
     let payloads = gpg_payloads(&env, env.key_ed25519(), &signatures);
     for (r, payload) in requests.iter().zip(&payloads) {
-        assert_eq!(*payload, unbase64(r.body["claim_file"].as_str().unwrap()), "{}", r.id);
+        assert_eq!(
+            *payload,
+            unbase64(r.body["claim_file"].as_str().unwrap()),
+            "{}",
+            r.id
+        );
     }
-    eprintln!("verified {n} signatures in {:.1} s", verify_started.elapsed().as_secs_f64());
+    eprintln!(
+        "verified {n} signatures in {:.1} s",
+        verify_started.elapsed().as_secs_f64()
+    );
     // Server A failed over to another node; it answered requests before and after.
     let a_connections = connected_urls(&server_a.logs());
     let after = a_connections.last().cloned().unwrap_or_default();
@@ -196,7 +223,10 @@ async fn poison_request_in_a_quorum_queue_is_answered_after_max_deliveries_and_n
             container_id: format!("crashing-server-{i}"),
         };
         let conn = connector.connect().await.unwrap();
-        let mut sub = conn.subscribe(&format!("/queues/{queue}"), 1).await.unwrap();
+        let mut sub = conn
+            .subscribe(&format!("/queues/{queue}"), 1)
+            .await
+            .unwrap();
         let d = tokio::time::timeout(Duration::from_secs(20), sub.next())
             .await
             .unwrap_or_else(|_| panic!("delivery {i} of the poison request did not come"))
@@ -251,8 +281,16 @@ async fn poison_request_in_a_quorum_queue_is_answered_after_max_deliveries_and_n
     let drained = wait_until(Duration::from_secs(15), || {
         cluster.queue_depth(&queue) == (0, 0)
     });
-    assert!(drained, "queue not empty: {:?}", cluster.queue_depth(&queue));
-    assert_eq!(cluster.queue_depth(&format!("{queue}.dead")), (0, 0), "nothing dead-lettered");
+    assert!(
+        drained,
+        "queue not empty: {:?}",
+        cluster.queue_depth(&queue)
+    );
+    assert_eq!(
+        cluster.queue_depth(&format!("{queue}.dead")),
+        (0, 0),
+        "nothing dead-lettered"
+    );
     let more = tokio::time::timeout(Duration::from_secs(3), replies.next()).await;
     assert!(more.is_err(), "a second reply came: the request looped");
     let received = server
@@ -261,9 +299,18 @@ async fn poison_request_in_a_quorum_queue_is_answered_after_max_deliveries_and_n
         .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
         .filter(|v| v["message"] == "received")
         .count();
-    assert_eq!(received, 1, "the server received it once\n{}", server.logs());
+    assert_eq!(
+        received,
+        1,
+        "the server received it once\n{}",
+        server.logs()
+    );
     let metrics = server.scrape();
-    let redelivered = metric_sum(&metrics, "signbus_requests_total", &[("outcome", "redelivered")]);
+    let redelivered = metric_sum(
+        &metrics,
+        "signbus_requests_total",
+        &[("outcome", "redelivered")],
+    );
     assert_eq!(redelivered, 1.0, "{metrics}");
     println!(
         "poison request ({} server): {max_deliveries} consumers died holding it (quorum queue delivery counts \

@@ -47,9 +47,8 @@ impl Cluster {
             String::from_utf8_lossy(&out.stderr).trim_end()
         );
         let env = Env::load_file(&dir.join("env"));
-        let list = |k: &str| -> Vec<String> {
-            env.get(k).split_whitespace().map(str::to_owned).collect()
-        };
+        let list =
+            |k: &str| -> Vec<String> { env.get(k).split_whitespace().map(str::to_owned).collect() };
         let cluster = Cluster {
             urls: list("SIGNBUS_CLUSTER_AMQP_URLS"),
             mgmt_urls: list("SIGNBUS_CLUSTER_MGMT_URLS"),
@@ -103,7 +102,8 @@ impl Cluster {
     /// Declares quorum queue `name` on three replicas, dead-lettering to quorum queue `name.dead`. Its
     /// `x-delivery-limit` (1000) is far above any `server.max_deliveries`, so the limit a test meets is signbus's.
     pub fn declare_quorum_request_queue(&self, name: &str) {
-        let quorum = r#""x-queue-type":"quorum","x-quorum-initial-group-size":3,"x-delivery-limit":1000"#;
+        let quorum =
+            r#""x-queue-type":"quorum","x-quorum-initial-group-size":3,"x-delivery-limit":1000"#;
         let dead = format!("{name}.dead");
         self.mgmt(
             "PUT",
@@ -154,14 +154,22 @@ impl Cluster {
     /// A connector to the cluster over the suite's requester protocol, trying `urls` in order.
     pub fn connector(&self, urls: &[String], name: &str) -> signbus::transport::Connector {
         signbus::transport::Connector {
-            config: Cluster::broker_config(urls, common::protocol_of(&common::requester_protocol())),
+            config: Cluster::broker_config(
+                urls,
+                common::protocol_of(&common::requester_protocol()),
+            ),
             container_id: name.to_owned(),
         }
     }
 }
 
 /// A test server config (see [`common::server_config`]) with `urls` as its broker failover list.
-pub fn cluster_server_config(env: &Env, urls: &[String], queue: &str, extra_server: &str) -> String {
+pub fn cluster_server_config(
+    env: &Env,
+    urls: &[String],
+    queue: &str,
+    extra_server: &str,
+) -> String {
     let list = urls
         .iter()
         .map(|u| format!("\"{u}\""))
@@ -175,15 +183,7 @@ pub fn cluster_server_config(env: &Env, urls: &[String], queue: &str, extra_serv
 
 /// The broker URL a server's log says it connected to last (`connected (AMQP ...)`, field `broker`).
 pub fn connected_url(logs: &str) -> Option<String> {
-    logs.lines()
-        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
-        .filter(|v| {
-            v["message"]
-                .as_str()
-                .is_some_and(|m| m.starts_with("connected (AMQP"))
-        })
-        .filter_map(|v| v["broker"].as_str().map(str::to_owned))
-        .last()
+    connected_urls(logs).pop()
 }
 
 /// Every `connected (AMQP ...)` URL in a server's log, in order.
@@ -250,7 +250,14 @@ pub fn gpg_payloads(env: &Env, fingerprint: &str, signatures: &[Vec<u8>]) -> Vec
         .collect();
     let out = Command::new("gpg")
         .env("GNUPGHOME", env.gnupg_home())
-        .args(["--batch", "--quiet", "--status-fd", "1", "--multifile", "--decrypt"])
+        .args([
+            "--batch",
+            "--quiet",
+            "--status-fd",
+            "1",
+            "--multifile",
+            "--decrypt",
+        ])
         .args(&files)
         .output()
         .expect("gpg runs");
@@ -264,7 +271,11 @@ pub fn gpg_payloads(env: &Env, fingerprint: &str, signatures: &[Vec<u8>]) -> Vec
         .lines()
         .filter_map(|l| l.strip_prefix("[GNUPG:] VALIDSIG "))
         .collect();
-    assert_eq!(valid.len(), signatures.len(), "one good signature each:\n{status}");
+    assert_eq!(
+        valid.len(),
+        signatures.len(),
+        "one good signature each:\n{status}"
+    );
     for v in &valid {
         // VALIDSIG <signing key fpr> ... <primary key fpr>
         assert_eq!(v.split_whitespace().last(), Some(fingerprint), "{v}");
