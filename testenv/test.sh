@@ -7,15 +7,23 @@ cd "$(dirname "$0")/.."
 
 testenv/deps.sh build run test
 testenv/up.sh
+# The cluster tests start a 3-node RabbitMQ cluster (testenv/cluster-up.sh); it is stopped when this script ends,
+# however it ends.
+trap 'testenv/cluster-down.sh || true' EXIT
 
 # Tests that kill and restart the shared broker run alone, after the others.
 RESTARTS='binary(broker_restart_loses_nothing)'
+# Tests on a 3-node cluster of their own that kill its nodes: alone too (they also serialize themselves), for the
+# first protocol row and for AMQP 0-9-1.
+CLUSTER='binary(cluster_failover_loses_nothing)'
 
 # 1. Everything, with server and requester on AMQP 1.0.
 SIGNBUS_TEST_PROTOCOL=amqp1 SIGNBUS_TEST_REQUESTER_PROTOCOL=amqp1 \
-    cargo nextest run --no-fail-fast --success-output final -E "not $RESTARTS" "$@"
+    cargo nextest run --no-fail-fast --success-output final -E "not ($RESTARTS | $CLUSTER)" "$@"
 SIGNBUS_TEST_PROTOCOL=amqp1 SIGNBUS_TEST_REQUESTER_PROTOCOL=amqp1 \
     cargo nextest run --no-fail-fast --success-output final -E "$RESTARTS"
+SIGNBUS_TEST_PROTOCOL=amqp1 SIGNBUS_TEST_REQUESTER_PROTOCOL=amqp1 \
+    cargo nextest run --no-fail-fast --success-output final -E "$CLUSTER"
 
 # 2. The same broker-facing tests over the other protocol combinations (one suite, parametrised).
 BROKER_TESTS='binary(/^(container|bad|cli|every|sigterm|sigkill|pubtools|metrics|logs|signed_images|topology|verify_agrees|authoriz|cross_type|signer_outage|partitioned)/)'
@@ -26,7 +34,12 @@ for combo in "amqp091 amqp091" "amqp1 amqp091" "amqp091 amqp1"; do
         cargo nextest run --no-fail-fast -E "$BROKER_TESTS"
     SIGNBUS_TEST_PROTOCOL=$1 SIGNBUS_TEST_REQUESTER_PROTOCOL=$2 \
         cargo nextest run --no-fail-fast --success-output final -E "$RESTARTS"
+    if [ "$1 $2" = "amqp091 amqp091" ]; then
+        SIGNBUS_TEST_PROTOCOL=$1 SIGNBUS_TEST_REQUESTER_PROTOCOL=$2 \
+            cargo nextest run --no-fail-fast --success-output final -E "$CLUSTER"
+    fi
 done
+testenv/cluster-down.sh
 
 # Packaging and operations: the .deb installed, run as its unit runs and purged; alert rules and dashboard.
 testenv/package-test.sh

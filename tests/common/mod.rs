@@ -17,8 +17,12 @@ pub struct Env {
 
 impl Env {
     pub fn load() -> Env {
-        let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("testenv/.run/env");
-        let text = std::fs::read_to_string(&path).unwrap_or_else(|e| {
+        Env::load_file(&PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("testenv/.run/env"))
+    }
+
+    /// Reads an env file of `export K=V` lines (testenv/.run/env, testenv/.run/cluster/env).
+    pub fn load_file(path: &std::path::Path) -> Env {
+        let text = std::fs::read_to_string(path).unwrap_or_else(|e| {
             panic!(
                 "{}: {e}. The integration tests need the real broker: run testenv/up.sh first",
                 path.display()
@@ -67,7 +71,7 @@ pub fn requester_protocol() -> String {
     std::env::var("SIGNBUS_TEST_REQUESTER_PROTOCOL").unwrap_or_else(|_| server_protocol())
 }
 
-fn protocol_of(name: &str) -> signbus::transport::Protocol {
+pub fn protocol_of(name: &str) -> signbus::transport::Protocol {
     match name {
         "amqp091" => signbus::transport::Protocol::Amqp091,
         "amqp1" => signbus::transport::Protocol::Amqp1,
