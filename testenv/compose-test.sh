@@ -111,7 +111,7 @@ GNUPG=$WORK/gnupg
 install -d -m 700 "$GNUPG"
 GNUPGHOME=$GNUPG gpg --batch --quiet --pinentry-mode loopback --passphrase '' \
     --quick-gen-key 'signbus compose test <compose-test@signbus.invalid>' ed25519 sign never 2>/dev/null
-FPR=$(GNUPGHOME=$GNUPG gpg --batch --with-colons --list-secret-keys 2>/dev/null | awk -F: '/^fpr/ {print $10; exit}')
+FPR=$(GNUPGHOME=$GNUPG gpg --batch --with-colons --list-secret-keys 2>/dev/null | awk -F: '/^fpr/ && !found {print $10; found = 1}')
 [ ${#FPR} = 40 ] || die "no fingerprint for the generated key"
 GNUPGHOME=$GNUPG gpg --batch --export "$FPR" >"$WORK/signing.pub.gpg"
 GNUPGHOME=$GNUPG gpgconf --kill all

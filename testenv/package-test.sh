@@ -38,7 +38,7 @@ dpkg -s signbus >/dev/null 2>&1 && die "a signbus package is already installed; 
 
 TARGET=${CARGO_TARGET_DIR:-$ROOT/target}
 log "building the package (debug profile)"
-DEB=$(deploy/deb/build.sh --debug | tail -n1)
+DEB=$(deploy/deb/build.sh --debug | tail -n1) || die "deploy/deb/build.sh failed (see above)"
 [ -f "$DEB" ] || die "build.sh did not produce a .deb"
 CLIENT=$TARGET/debug/signbus
 GNUPG=/var/lib/signbus/gnupg
@@ -133,7 +133,7 @@ log "the shipped config is refused until it lists keys: OK"
 # 6. A throwaway key in the signbus gpg home, a queue of our own, a config derived from testenv's.
 as_signbus gpg --homedir "$GNUPG" --batch --quiet --passphrase '' \
     --quick-gen-key 'signbus package test <package-test@signbus.test>' ed25519 sign never 2>/dev/null
-FPR=$(as_signbus gpg --homedir "$GNUPG" --batch --with-colons --list-secret-keys 2>/dev/null | awk -F: '$1=="fpr"{print $10; exit}')
+FPR=$(as_signbus gpg --homedir "$GNUPG" --batch --with-colons --list-secret-keys 2>/dev/null | awk -F: '$1=="fpr" && !found {print $10; found = 1}')
 [ ${#FPR} -eq 40 ] || die "no key generated"
 [ "$(stat -c '%U:%G %a' "$GNUPG")" = "signbus:signbus 700" ] || die "gpg changed $GNUPG"
 mgmt PUT "$QUEUE" '{"durable":false,"auto_delete":false}' >/dev/null || die "declaring queue $QUEUE"
@@ -151,7 +151,7 @@ run_unit_command >"$WORK/server.log" 2>&1 &
 SERVER_PID=$!
 addr=""
 for _ in $(seq 200); do
-    addr=$(sed -n 's/.*"addr":"\([0-9.:]*\)".*"message":"metrics listening".*/\1/p; s/.*"message":"metrics listening".*"addr":"\([0-9.:]*\)".*/\1/p' "$WORK/server.log" | head -n1)
+    addr=$(sed -n 's/.*"addr":"\([0-9.:]*\)".*"message":"metrics listening".*/\1/p; s/.*"message":"metrics listening".*"addr":"\([0-9.:]*\)".*/\1/p' "$WORK/server.log" | awk 'NR == 1')
     [ -n "$addr" ] && break
     kill -0 "$SERVER_PID" 2>/dev/null || break
     sleep 0.1

@@ -45,7 +45,7 @@ objcopy --strip-debug "$TARGET/$PROFILE/signbus" "$STAGE/signbus"
 BIN=$STAGE/signbus
 
 VERSION=$("$BIN" --version | awk '{print $2}')
-want=$(sed -n 's/^version = "\(.*\)"$/\1/p' Cargo.toml | head -n1)
+want=$(sed -n 's/^version = "\(.*\)"$/\1/p' Cargo.toml | awk 'NR == 1')
 [ "$VERSION" = "$want" ] || { echo "build.sh: the binary is version $VERSION, Cargo.toml says $want" >&2; exit 1; }
 "$BIN" manpages --help >/dev/null ||
     { echo "build.sh: $TARGET/$PROFILE/signbus has no manpages command (built from other sources?)" >&2; exit 1; }
@@ -84,7 +84,8 @@ printf '%s\n' "signbus $VERSION" "" "License: Apache-2.0" \
 # Depends: the package of every shared library the binary links, plus what the server runs.
 libs=()
 for soname in $(objdump -p "$BIN" | awk '$1 == "NEEDED" {print $2}'); do
-    path=$(ldconfig -p | awk -v s="$soname" '$1 == s && $NF ~ /^\// {print $NF; exit}')
+    # (awk reads to the end: an early exit would kill ldconfig with SIGPIPE, which pipefail turns into a failure.)
+    path=$(ldconfig -p | awk -v s="$soname" '$1 == s && $NF ~ /^\// && !found {print $NF; found = 1}')
     [ -n "$path" ] || { echo "build.sh: $soname not found by ldconfig" >&2; exit 1; }
     pkg=""
     # With merged /usr, dpkg may know the file under /lib or /usr/lib: try the path, its target, both prefixes.
