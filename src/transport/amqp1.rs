@@ -256,7 +256,9 @@ impl Engine {
         };
         let (session, senders) = tokio::time::timeout(CONNECT_TIMEOUT, links)
             .await
-            .map_err(|_| format!("AMQP session and senders not attached within {CONNECT_TIMEOUT:?}"))??;
+            .map_err(|_| {
+                format!("AMQP session and senders not attached within {CONNECT_TIMEOUT:?}")
+            })??;
         Ok(Engine {
             link: Mutex::new(Links {
                 connection,
