@@ -200,7 +200,10 @@ pub fn looks_like_claim(data: &[u8]) -> bool {
         if s.next() != Some(b'"') {
             return false;
         }
-        if s.string().eq_ignore_ascii_case("critical") {
+        // The member name as a JSON decoder sees it (escapes decoded). One serde_json will not decode (invalid
+        // UTF-8, a lone surrogate) holds U+FFFD for Go's decoder, so it cannot be `critical` either.
+        let name = serde_json::from_slice::<String>(s.string()).unwrap_or_default();
+        if name.eq_ignore_ascii_case("critical") {
             return true;
         }
         s.skip_space();
@@ -218,7 +221,8 @@ pub fn looks_like_claim(data: &[u8]) -> bool {
     }
 }
 
-/// A forgiving, non-recursive reader of JSON text for [`looks_like_claim`].
+/// A forgiving, non-recursive reader of JSON text for [`looks_like_claim`]: it only finds where strings and
+/// values end.
 struct Scanner<'a> {
     data: &'a [u8],
     at: usize,
@@ -246,59 +250,17 @@ impl Scanner<'_> {
         }
     }
 
-    /// Reads the rest of a string (after its opening quote), decoding escapes; invalid UTF-8 and lone
-    /// surrogates become U+FFFD, as Go's decoder makes them.
-    fn string(&mut self) -> String {
-        let mut units: Vec<u16> = Vec::new();
-        let mut out = String::new();
-        let flush = |units: &mut Vec<u16>, out: &mut String| {
-            out.extend(char::decode_utf16(units.drain(..)).map(|c| c.unwrap_or('\u{FFFD}')));
-        };
-        let start = self.at;
-        let mut raw_from = start;
+    /// Skips the rest of a string (after its opening quote); returns its raw JSON text, quotes included.
+    fn string(&mut self) -> &[u8] {
+        let start = self.at - 1;
         while let Some(b) = self.next() {
             match b {
-                b'"' => {
-                    flush(&mut units, &mut out);
-                    out.push_str(&String::from_utf8_lossy(&self.data[raw_from..self.at - 1]));
-                    return out;
-                }
-                b'\\' => {
-                    flush(&mut units, &mut out);
-                    out.push_str(&String::from_utf8_lossy(&self.data[raw_from..self.at - 1]));
-                    match self.next() {
-                        Some(b'u') => {
-                            let hex = self.data.get(self.at..self.at + 4).unwrap_or_default();
-                            self.at += 4;
-                            let unit = std::str::from_utf8(hex)
-                                .ok()
-                                .and_then(|h| u16::from_str_radix(h, 16).ok());
-                            units.push(unit.unwrap_or(0xFFFD));
-                            raw_from = self.at;
-                            continue;
-                        }
-                        Some(e) => out.push(match e {
-                            b'n' => '\n',
-                            b't' => '\t',
-                            b'r' => '\r',
-                            b'b' => '\u{8}',
-                            b'f' => '\u{c}',
-                            other => char::from(other),
-                        }),
-                        None => {}
-                    }
-                    raw_from = self.at;
-                }
-                _ if !units.is_empty() => {
-                    flush(&mut units, &mut out);
-                }
+                b'"' => break,
+                b'\\' => self.at += 1,
                 _ => {}
             }
         }
-        out.push_str(&String::from_utf8_lossy(
-            self.data.get(raw_from..).unwrap_or_default(),
-        ));
-        out
+        &self.data[start..self.at.min(self.data.len())]
     }
 
     /// Skips one value: a string, an object or array (by counting brackets outside strings), or a scalar.

@@ -3,6 +3,8 @@
 # .run/cluster/nodeN/rootfs (the mount point of its private namespace), the cluster's epmd at
 # .run/cluster/epmd/rootfs; nothing else on the machine has those roots.
 # shellcheck shell=bash
+# shellcheck source=testenv/broker-lib.sh
+. "$TESTENV_DIR/broker-lib.sh"
 CLUSTER_DIR=$TESTENV_DIR/.run/cluster
 CACHE_DIR=${SIGNBUS_TESTENV_CACHE:-/var/cache/signbus-testenv}
 ROOTFS=$CACHE_DIR/trixie-rabbitmq
@@ -19,9 +21,6 @@ dist_port() { echo $(($(amqp_port "$1") + 20000)); }
 amqp_url() { echo "amqp://127.0.0.1:$(amqp_port "$1")"; }
 mgmt_url() { echo "http://127.0.0.1:$(mgmt_port "$1")"; }
 
-rootfs_version() { cat "$ROOTFS/etc/signbus-testenv/rabbitmq-server.version" 2>/dev/null || true; }
-port_open() { timeout 2 bash -c 'exec 3<>"/dev/tcp/127.0.0.1/$1"' _ "$1" 2>/dev/null; }
-tail_log() { [ -f "$1" ] && tail -n "${2:-60}" "$1" | sed 's/^/    | /' >&2 || true; }
 elapsed() { awk -v a="$1" -v b="$(date +%s.%N)" 'BEGIN{printf "%.1f", b-a}'; }
 
 # pids (one a line) of live processes whose root is $1

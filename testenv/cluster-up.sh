@@ -73,34 +73,7 @@ make_plugins_dir() { # N
     local data; data=$(node_dir "$1")/data
     local full; full=$(cd "$ROOTFS" && echo usr/lib/rabbitmq/lib/rabbitmq_server-*/plugins)
     rm -rf "$data/plugins"
-    /usr/bin/python3 - "$ROOTFS/$full" "/$full" "$data/plugins" "$TESTENV_DIR/compose/enabled_plugins" <<'PY'
-import os, re, sys
-src, src_in_chroot, dst, enabled_file = sys.argv[1:5]
-apps = {}
-for d in os.listdir(src):
-    m = re.match(r"^(.+)-([0-9][^-]*)$", d)
-    if m and os.path.isdir(os.path.join(src, d, "ebin")):
-        apps[m.group(1)] = d
-def deps(app):
-    text = open(os.path.join(src, apps[app], "ebin", app + ".app")).read()
-    out = []
-    for key in ("applications", "optional_applications", "included_applications"):
-        m = re.search(r"\{" + key + r",\s*\[([^\]]*)\]", text)
-        if m:
-            out += [x.strip() for x in m.group(1).split(",") if x.strip()]
-    return out
-todo = ["rabbit", "rabbit_common", "rabbitmq_prelaunch"] + re.findall(r"[a-z0-9_]+", open(enabled_file).read())
-need = set()
-while todo:
-    a = todo.pop()
-    if a in need or a not in apps:
-        continue
-    need.add(a)
-    todo += deps(a)
-os.makedirs(dst, exist_ok=True)
-for a in sorted(need):
-    os.symlink(os.path.join(src_in_chroot, apps[a]), os.path.join(dst, apps[a]))
-PY
+    assemble_plugins "$ROOTFS/$full" "/$full" "$data/plugins" "$TESTENV_DIR/compose/enabled_plugins"
 }
 
 EPMD_INNER='
@@ -129,19 +102,6 @@ start_epmd() {
     die "epmd did not start on 127.0.0.1:$EPMD_PORT"
 }
 
-# Same mechanism as up.sh's BROKER_INNER, minus TLS files.
-NODE_INNER='
-set -eu
-rootfs=$1; chroot_dir=$2; state=$3; shift 3
-mount --bind "$rootfs" "$chroot_dir"
-mount -o remount,bind,ro "$chroot_dir"
-mount -t proc -o nosuid,nodev,noexec proc "$chroot_dir/proc"
-mount -t tmpfs -o mode=1777,size=256m tmpfs "$chroot_dir/tmp"
-mount --bind "$state/etc"  "$chroot_dir/etc/rabbitmq"
-mount --bind "$state/data" "$chroot_dir/var/lib/rabbitmq"
-mount --bind "$state/log"  "$chroot_dir/var/log/rabbitmq"
-exec chroot "$chroot_dir" /usr/bin/env -i "$@" /usr/lib/rabbitmq/bin/rabbitmq-server
-'
 
 start_node() { # N [keep-data]
     local n=$1 keep=${2:-0} dir; dir=$(node_dir "$1")
@@ -158,7 +118,7 @@ start_node() { # N [keep-data]
     make_plugins_dir "$n"
     install -m 400 "$CLUSTER_DIR/cookie" "$dir/data/.erlang.cookie"
     printf '\n===== %s cluster-up.sh: starting %s =====\n' "$(date -u +%FT%TZ)" "$(node_name "$n")" >>"$dir/rabbitmq.log"
-    setsid unshare --mount --propagation private /bin/bash -c "$NODE_INNER" "node$n" \
+    setsid unshare --mount --propagation private /bin/bash -c "$BROKER_INNER" "node$n" \
         "$ROOTFS" "$dir/rootfs" "$dir" \
         HOME=/var/lib/rabbitmq \
         PATH=/usr/sbin:/usr/bin:/sbin:/bin \

@@ -36,6 +36,9 @@ MGMT_URL=http://127.0.0.1:$MGMT_PORT
 RELAY_URL=amqp://127.0.0.1:$RELAY_PORT
 METRICS_URL=http://127.0.0.1:$METRICS_PORT
 
+# shellcheck source=testenv/broker-lib.sh
+. "$TESTENV_DIR/broker-lib.sh"
+
 log() { printf 'up.sh: %s\n' "$*" >&2; }
 die() { printf 'up.sh: ERROR: %s\n' "$*" >&2; exit 1; }
 
@@ -78,9 +81,6 @@ debian_mirror() {
     return 1
 }
 
-rootfs_version() {
-    cat "$ROOTFS/etc/signbus-testenv/rabbitmq-server.version" 2>/dev/null || true
-}
 
 build_rootfs() {
     mkdir -p "$CACHE_DIR"
@@ -133,7 +133,6 @@ build_rootfs() {
 # --------------------------------------------------------------------------
 # helpers
 # --------------------------------------------------------------------------
-port_open() { timeout 2 bash -c 'exec 3<>"/dev/tcp/127.0.0.1/$1"' _ "$1" 2>/dev/null; }
 
 # pid alive and its root (as seen via /proc) is our chroot mount point
 broker_pid_ok() {
@@ -152,7 +151,6 @@ yaml_str() { # YAML double-quoted scalar (paths, URLs, fingerprints)
     printf '"%s"' "$s"
 }
 
-tail_log() { [ -f "$1" ] && tail -n "${2:-60}" "$1" | sed 's/^/    | /' >&2 || true; }
 
 # --------------------------------------------------------------------------
 # 3. TLS files (the amqps:// listener's and the clients'; pubtools-sign also reads its CN from client.pem)
@@ -428,22 +426,7 @@ PY
 # --------------------------------------------------------------------------
 # 6. broker
 # --------------------------------------------------------------------------
-# Runs as PID 1-less tree inside a private mount namespace:
-#   $ROOTFS  --bind,ro-->  $CHROOT, plus proc, a tmpfs /tmp and binds of the
-#   per-clone state dirs. Nothing is mounted in the host namespace, and the
-#   cached tree is never written to.
-BROKER_INNER='
-set -eu
-rootfs=$1; chroot_dir=$2; state=$3; shift 3
-mount --bind "$rootfs" "$chroot_dir"
-mount -o remount,bind,ro "$chroot_dir"
-mount -t proc -o nosuid,nodev,noexec proc "$chroot_dir/proc"
-mount -t tmpfs -o mode=1777,size=256m tmpfs "$chroot_dir/tmp"
-mount --bind "$state/etc"  "$chroot_dir/etc/rabbitmq"
-mount --bind "$state/data" "$chroot_dir/var/lib/rabbitmq"
-mount --bind "$state/log"  "$chroot_dir/var/log/rabbitmq"
-exec chroot "$chroot_dir" /usr/bin/env -i "$@" /usr/lib/rabbitmq/bin/rabbitmq-server
-'
+# BROKER_INNER (testenv/broker-lib.sh) runs it in a private mount namespace.
 
 # Trimmed plugins directory: only the enabled plugins and the applications
 # they (and the rabbit core) depend on, resolved from the .app files. Halves
@@ -458,40 +441,8 @@ make_plugins_dir() {
         PLUGINS_DIR="/$full"
         return 0
     fi
-    "$PYTHON" - "$ROOTFS/$full" "/$full" "$STATE/data/plugins" "$STATE/etc/enabled_plugins" <<'PY' || die "could not assemble the plugins directory"
-import os, re, sys
-src, src_in_chroot, dst, enabled_file = sys.argv[1:5]
-apps = {}
-for d in os.listdir(src):
-    m = re.match(r"^(.+)-([0-9][^-]*)$", d)
-    if m and os.path.isdir(os.path.join(src, d, "ebin")):
-        apps[m.group(1)] = d
-    elif d.endswith(".ez"):
-        sys.exit("packed .ez plugins are not handled")
-def deps(app):
-    text = open(os.path.join(src, apps[app], "ebin", app + ".app")).read()
-    out = []
-    for key in ("applications", "optional_applications", "included_applications"):
-        m = re.search(r"\{" + key + r",\s*\[([^\]]*)\]", text)
-        if m:
-            out += [x.strip() for x in m.group(1).split(",") if x.strip()]
-    return out
-enabled = re.findall(r"[a-z0-9_]+", open(enabled_file).read())
-todo = ["rabbit", "rabbit_common", "rabbitmq_prelaunch"] + enabled
-for name in enabled:
-    if name not in apps:
-        sys.exit(f"enabled plugin {name} not found in {src}")
-need = set()
-while todo:
-    a = todo.pop()
-    if a in need or a not in apps:  # OTP apps (kernel, ssl, ...) live elsewhere
-        continue
-    need.add(a)
-    todo += deps(a)
-os.makedirs(dst, exist_ok=True)
-for a in sorted(need):
-    os.symlink(os.path.join(src_in_chroot, apps[a]), os.path.join(dst, apps[a]))
-PY
+    assemble_plugins "$ROOTFS/$full" "/$full" "$STATE/data/plugins" "$STATE/etc/enabled_plugins" ||
+        die "could not assemble the plugins directory"
     PLUGINS_DIR=$PLUGINS_DIR_IN_CHROOT
 }
 

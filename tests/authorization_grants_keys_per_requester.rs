@@ -332,11 +332,9 @@ async fn clearsign_and_blob_requests_need_a_grant_that_lists_their_type() {
     let got = client.replies(cases.len(), || server.logs()).await;
     for (id, mtype, _, _, expected) in &cases {
         let msg = &got[*id]["msg"];
-        let result = if *mtype == "clearsign_signature" {
-            "signed_data"
-        } else {
-            "signed_payload"
-        };
+        let result = signbus::wire::RequestType::from_mtype(mtype)
+            .unwrap()
+            .result_field();
         match expected {
             Ok(()) => {
                 assert_eq!(msg["errors"], json!([]), "{id}: {msg}");

@@ -7,26 +7,7 @@
 mod common;
 
 use common::*;
-use signbus::requester::{self, Progress};
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Arc;
-use std::time::{Duration, Instant};
-
-/// Counts replies as they arrive.
-#[derive(Default)]
-struct Count {
-    sent: AtomicUsize,
-    replied: AtomicUsize,
-}
-
-impl Progress for Count {
-    fn sent(&self) {
-        self.sent.fetch_add(1, Ordering::SeqCst);
-    }
-    fn replied(&self, _ok: bool) {
-        self.replied.fetch_add(1, Ordering::SeqCst);
-    }
-}
+use std::time::Duration;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn broker_killed_and_restarted_mid_run_every_request_answered_once() {
@@ -36,70 +17,16 @@ async fn broker_killed_and_restarted_mid_run_every_request_answered_once() {
     let server = Server::start(&server_config(&env, &queue, ""));
     let n = 1000;
     let (cfg, task, requests) = container_requests(&env, &queue, n, env.key_ed25519());
-    let vars = requester::template_vars(&cfg, "tester", &task, Some("tester"));
-    let listen = requester::format_address(&cfg.topic_listen_to, &vars).unwrap();
-    let retry = requester::Retry::from_config(&cfg);
-    let progress = Arc::new(Count::default());
-
-    let started = Instant::now();
-    let run = {
-        let (requests, progress, connect) = (
-            requests.clone(),
-            progress.clone(),
-            connector(&env, "restart-requester"),
-        );
-        tokio::spawn(async move {
-            requester::send_and_receive_with_progress(
-                &connect,
-                &requests,
-                &listen,
-                "request_id",
-                retry,
-                progress.as_ref(),
-            )
-            .await
-        })
-    };
-    while progress.replied.load(Ordering::SeqCst) < 200 {
-        assert!(
-            started.elapsed() < Duration::from_secs(120),
-            "only {} replies before the restart\n{}",
-            progress.replied.load(Ordering::SeqCst),
-            server.logs()
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    let answered_before = progress.replied.load(Ordering::SeqCst);
+    let run = BackgroundRun::start(connector(&env, "restart-requester"), &cfg, &task, &requests);
+    let answered_before = run.wait_for_replies(200, || server.logs()).await;
     let outage = tokio::task::spawn_blocking({
         let env = Env::load();
         move || restart_broker(&env, Duration::from_secs(2))
     })
     .await
     .unwrap();
-    let ex = tokio::time::timeout(Duration::from_secs(300), run)
-        .await
-        .expect("the run ends")
-        .unwrap();
-    let elapsed = started.elapsed();
-
-    assert_eq!(ex.error, None, "{}", server.logs());
-    assert_eq!(ex.replies.len(), n, "one reply per request");
-    assert_eq!(
-        progress.replied.load(Ordering::SeqCst),
-        n,
-        "no duplicate counted"
-    );
-    assert_eq!(
-        progress.sent.load(Ordering::SeqCst),
-        n,
-        "resends are not new requests"
-    );
-    for r in &requests {
-        let (doc, _) = ex.replies.get(&r.id).expect("every request answered");
-        let msg = &doc["msg"];
-        assert_eq!(msg["errors"], serde_json::json!([]), "{msg}");
-        assert_eq!(msg["claim_file"], r.body["claim_file"]);
-    }
+    let (ex, elapsed, progress) = run.finish().await;
+    assert_each_answered_once(&ex, &progress, &requests, || server.logs());
     // The signatures are over the claims sent (a sample, through gpg).
     for r in requests.iter().step_by(97) {
         let msg = &ex.replies[&r.id].0["msg"];

@@ -14,29 +14,8 @@ mod common;
 
 use cluster_support::*;
 use common::*;
-use signbus::requester::{self, Progress};
 use signbus::transport::{Connect, Settlement, Transport};
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
-
-/// Counts sends and (de-duplicated) replies as they arrive, and when each reply came.
-#[derive(Default)]
-struct Count {
-    sent: AtomicUsize,
-    replied: AtomicUsize,
-    reply_times: Mutex<Vec<Instant>>,
-}
-
-impl Progress for Count {
-    fn sent(&self) {
-        self.sent.fetch_add(1, Ordering::SeqCst);
-    }
-    fn replied(&self, _ok: bool) {
-        self.replied.fetch_add(1, Ordering::SeqCst);
-        self.reply_times.lock().unwrap().push(Instant::now());
-    }
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn node_of_a_server_killed_mid_run_every_request_answered_once() {
@@ -66,68 +45,21 @@ async fn node_of_a_server_killed_mid_run_every_request_answered_once() {
 
     let n = 1000;
     let (cfg, task, requests) = container_requests(&env, &queue, n, env.key_ed25519());
-    let vars = requester::template_vars(&cfg, "tester", &task, Some("tester"));
-    let listen = requester::format_address(&cfg.topic_listen_to, &vars).unwrap();
-    let retry = requester::Retry::from_config(&cfg);
-    let progress = Arc::new(Count::default());
-    let started = Instant::now();
-    let run = {
-        let (requests, progress) = (requests.clone(), progress.clone());
-        let connect = cluster.connector(&cluster.urls_from(2), "cluster-requester");
-        tokio::spawn(async move {
-            requester::send_and_receive_with_progress(
-                &connect,
-                &requests,
-                &listen,
-                "request_id",
-                retry,
-                progress.as_ref(),
-            )
-            .await
-        })
-    };
-    while progress.replied.load(Ordering::SeqCst) < 100 {
-        assert!(
-            started.elapsed() < Duration::from_secs(120),
-            "only {} replies before the kill\nA:\n{}\nB:\n{}",
-            progress.replied.load(Ordering::SeqCst),
-            server_a.logs(),
-            server_b.logs()
-        );
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-    let answered_before = progress.replied.load(Ordering::SeqCst);
+    let connect = cluster.connector(&cluster.urls_from(2), "cluster-requester");
+    let run = BackgroundRun::start(connect, &cfg, &task, &requests);
+    let logs = || format!("A:\n{}\nB:\n{}", server_a.logs(), server_b.logs());
+    let answered_before = run.wait_for_replies(100, logs).await;
     let killed_at = Instant::now();
     tokio::task::spawn_blocking(move || Cluster::kill_node(victim))
         .await
         .unwrap();
-    let ex = tokio::time::timeout(Duration::from_secs(300), run)
-        .await
-        .expect("the run ends")
-        .unwrap();
-    let elapsed = started.elapsed();
-
-    let logs = || format!("A:\n{}\nB:\n{}", server_a.logs(), server_b.logs());
-    assert_eq!(ex.error, None, "{}", logs());
-    assert_eq!(ex.replies.len(), n, "one reply per request\n{}", logs());
-    assert_eq!(
-        progress.replied.load(Ordering::SeqCst),
-        n,
-        "no duplicate counted"
-    );
-    assert_eq!(
-        progress.sent.load(Ordering::SeqCst),
-        n,
-        "resends are not new requests"
-    );
+    let (ex, elapsed, progress) = run.finish().await;
+    assert_each_answered_once(&ex, &progress, &requests, logs);
     // Every reply is a signature, by the test key, over the claim its request sent.
     let verify_started = Instant::now();
     let mut signatures = Vec::new();
     for r in &requests {
-        let (doc, _) = ex.replies.get(&r.id).expect("every request answered");
-        let msg = &doc["msg"];
-        assert_eq!(msg["errors"], serde_json::json!([]), "{msg}");
-        assert_eq!(msg["claim_file"], r.body["claim_file"]);
+        let msg = &ex.replies[&r.id].0["msg"];
         signatures.push(unbase64(msg["signed_claim"].as_str().unwrap()));
     }
     let payloads = gpg_payloads(&env, env.key_ed25519(), &signatures);

@@ -166,11 +166,9 @@ async fn claims_disguised_as_text_or_blobs_are_refused_and_would_have_passed_sko
     let got = client.replies(expected.len(), || bed.logs()).await;
     for (id, mtype, signed) in &expected {
         let msg = &got[id]["msg"];
-        let result = if *mtype == "clearsign_signature" {
-            "signed_data"
-        } else {
-            "signed_payload"
-        };
+        let result = signbus::wire::RequestType::from_mtype(mtype)
+            .unwrap()
+            .result_field();
         if *signed {
             assert_eq!(msg["errors"], json!([]), "{id}: {msg}");
             assert!(msg[result].is_string(), "{id}: {msg}");

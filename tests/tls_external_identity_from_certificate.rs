@@ -16,21 +16,7 @@ const SUBJECT: &str = "signbus-test";
 
 /// A server config over TLS with SASL EXTERNAL, trusting `user-id` and granting `grants` (YAML flow list).
 fn external_server_config(env: &Env, queue: &str, protocol: &str, grants: &str) -> String {
-    let (ca, client) = (env.get("SIGNBUS_TLS_CA"), env.get("SIGNBUS_TLS_CLIENT"));
-    let config = server_config(env, queue, "")
-        .replace(
-            &format!("urls: [\"{}\"]", env.amqp_url()),
-            &format!("urls: [\"{}\"]", tls_url(env, protocol)),
-        )
-        .replace(
-            &format!("  protocol: {}\n", server_protocol()),
-            &format!("  protocol: {protocol}\n"),
-        )
-        .replace(
-            "  sasl: anonymous\n",
-            &format!("  sasl: external\n  tls: {{ca_cert: \"{ca}\", cert_key: \"{client}\"}}\n"),
-        );
-    assert!(config.contains("sasl: external"), "{config}");
+    let config = tls_server_config(env, queue, protocol, "external");
     format!(
         "{config}authorization:\n  trust_user_id: true\n  require_authenticated: true\n  grants: {grants}\n"
     )

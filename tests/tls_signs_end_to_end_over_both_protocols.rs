@@ -90,23 +90,7 @@ fn sign_over_tls(protocol: &str) {
     let client = env.get("SIGNBUS_TLS_CLIENT");
     let queue = unique(&format!("tls-{protocol}"));
     declare_request_queue(&env, &queue);
-    let config = server_config(&env, &queue, "")
-        .replace(
-            &format!("urls: [\"{}\"]", env.amqp_url()),
-            &format!("urls: [\"{url}\"]"),
-        )
-        .replace(
-            &format!("  protocol: {}\n", server_protocol()),
-            &format!("  protocol: {protocol}\n"),
-        )
-        .replace(
-            "  sasl: anonymous\n",
-            &format!("  sasl: anonymous\n  tls: {{ca_cert: \"{ca}\", cert_key: \"{client}\"}}\n"),
-        );
-    assert!(
-        config.contains(&url) && config.contains("cert_key"),
-        "{config}"
-    );
+    let config = tls_server_config(&env, &queue, protocol, "anonymous");
     let server = Server::start(&config);
     let wire = if protocol == "amqp091" {
         "connected (AMQP 0-9-1)"

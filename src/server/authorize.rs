@@ -47,58 +47,7 @@ pub struct Grant {
     /// `repositories` is empty, else only `container` and `batch` — clearsign and blob requests carry no
     /// repository the server can verify, so a repository-restricted grant allows them only when it lists them.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub types: Option<Vec<GrantedType>>,
-}
-
-/// A request type as grants name it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum GrantedType {
-    /// `container_signature` requests.
-    Container,
-    /// `batch` requests.
-    Batch,
-    /// `clearsign_signature` requests.
-    Clearsign,
-    /// `gpg_signature` (blob) requests.
-    Blob,
-}
-
-impl GrantedType {
-    /// Every type, in the order the configuration lists them.
-    pub const ALL: [GrantedType; 4] = [
-        GrantedType::Container,
-        GrantedType::Batch,
-        GrantedType::Clearsign,
-        GrantedType::Blob,
-    ];
-
-    /// The configuration's name for it.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            GrantedType::Container => "container",
-            GrantedType::Batch => "batch",
-            GrantedType::Clearsign => "clearsign",
-            GrantedType::Blob => "blob",
-        }
-    }
-
-    /// Whether requests of this type name a repository the server verifies (their claims must name a reference
-    /// inside it), so a repository prefix can restrict them.
-    pub fn has_verified_repository(self) -> bool {
-        matches!(self, GrantedType::Container | GrantedType::Batch)
-    }
-}
-
-impl From<RequestType> for GrantedType {
-    fn from(t: RequestType) -> Self {
-        match t {
-            RequestType::Container => GrantedType::Container,
-            RequestType::Batch => GrantedType::Batch,
-            RequestType::ClearSign => GrantedType::Clearsign,
-            RequestType::Blob => GrantedType::Blob,
-        }
-    }
+    pub types: Option<Vec<RequestType>>,
 }
 
 /// A request's identity.
@@ -129,14 +78,14 @@ impl Identity {
 struct Resolved {
     fingerprints: HashSet<String>,
     repositories: Vec<String>,
-    types: HashSet<GrantedType>,
+    types: HashSet<RequestType>,
 }
 
 impl Resolved {
     /// Whether this grant lets a request of type `kind` naming `repo` (or none) through. A request without a
     /// repository passes a repository-restricted grant only for a type the grant lists and whose repository
     /// cannot be verified anyway (clearsign, blob); a container or batch request always names one (schema).
-    fn admits(&self, kind: GrantedType, repo: Option<&str>) -> bool {
+    fn admits(&self, kind: RequestType, repo: Option<&str>) -> bool {
         if !self.types.contains(&kind) {
             return false;
         }
@@ -191,8 +140,8 @@ impl Authorizer {
                     ))
                 }
                 Some(t) => t.iter().copied().collect(),
-                None if g.repositories.is_empty() => GrantedType::ALL.into_iter().collect(),
-                None => GrantedType::ALL
+                None if g.repositories.is_empty() => RequestType::ALL.into_iter().collect(),
+                None => RequestType::ALL
                     .into_iter()
                     .filter(|t| t.has_verified_repository())
                     .collect(),
@@ -256,7 +205,6 @@ impl Authorizer {
                 who.describe()
             ));
         }
-        let kind = GrantedType::from(kind);
         let grants = self.grants.get(&who.name).map_or(&[][..], Vec::as_slice);
         let with_key: Vec<&Resolved> = grants
             .iter()
@@ -278,7 +226,7 @@ impl Authorizer {
             return Err(format!(
                 "requester {} is not authorised to send {} requests with key {key}{why}",
                 who.describe(),
-                kind.as_str()
+                kind.name()
             ));
         }
         if with_key.iter().any(|g| g.admits(kind, repo)) {
@@ -413,7 +361,7 @@ mod tests {
             RequestType::Blob,
         ];
         for kind in types {
-            let verified = GrantedType::from(kind).has_verified_repository();
+            let verified = kind.has_verified_repository();
             let check = |n: &str, fpr: &str, repo: Option<&str>| {
                 a.check(&who(n), kind, fpr, "release", repo)
             };
@@ -444,7 +392,7 @@ mod tests {
                 assert_eq!(e, Ok(()));
             } else {
                 let e = e.unwrap_err();
-                let t = GrantedType::from(kind).as_str();
+                let t = kind.name();
                 assert!(
                     e.contains(&format!("not authorised to send {t} requests")),
                     "{e}"

@@ -68,8 +68,9 @@ pub async fn run<S: Signer>(
             Err(e) if e.is_permanent() => return Err(e),
             Err(e) => {
                 tracing::error!(error = %e, retry_in = ?backoff, "broker unreachable");
-                tokio::select! { _ = shutdown.cancelled() => break, _ = tokio::time::sleep(backoff) => {} }
-                backoff = (backoff * 2).min(Duration::from_secs(30));
+                if !wait_before_retry(&mut backoff, &shutdown).await {
+                    break;
+                }
                 continue;
             }
         };
@@ -100,8 +101,9 @@ pub async fn run<S: Signer>(
             Err(e) => {
                 tracing::error!(error = %e, retry_in = ?backoff, "could not start consuming; reconnecting");
                 transport.close().await;
-                tokio::select! { _ = shutdown.cancelled() => break, _ = tokio::time::sleep(backoff) => {} }
-                backoff = (backoff * 2).min(Duration::from_secs(30));
+                if !wait_before_retry(&mut backoff, &shutdown).await {
+                    break;
+                }
                 continue;
             }
         };
@@ -169,6 +171,16 @@ pub async fn run<S: Signer>(
         t.close().await;
     }
     Ok(())
+}
+
+/// Sleeps `backoff` (then doubles it, up to 30 s) unless `shutdown` comes first; false on shutdown.
+async fn wait_before_retry(backoff: &mut Duration, shutdown: &CancellationToken) -> bool {
+    let slept = tokio::select! {
+        _ = shutdown.cancelled() => false,
+        _ = tokio::time::sleep(*backoff) => true,
+    };
+    *backoff = (*backoff * 2).min(Duration::from_secs(30));
+    slept
 }
 
 /// Logs and counts a request task that panicked (its delivery, dropped unsettled, goes back to the broker).

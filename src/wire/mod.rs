@@ -14,12 +14,15 @@ pub use schema::{Schema, SchemaError};
 
 use serde_json::{Map, Value};
 
-/// Request types (`mtype` property).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+/// Request types (`mtype` property). In configuration (authorization grants) they are named `container`,
+/// `clearsign`, `blob` and `batch`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Deserialize, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
 pub enum RequestType {
     /// Atomic container signature over a claim.
     Container,
     /// Cleartext signature over text.
+    #[serde(rename = "clearsign")]
     ClearSign,
     /// Detached signature over a blob.
     Blob,
@@ -58,6 +61,22 @@ impl RequestType {
             None => Some(RequestType::Container),
             Some(v) => v.as_str().and_then(RequestType::from_mtype),
         }
+    }
+
+    /// The name configuration uses for it (`container`, `clearsign`, `blob`, `batch`).
+    pub fn name(self) -> &'static str {
+        match self {
+            RequestType::Container => "container",
+            RequestType::ClearSign => "clearsign",
+            RequestType::Blob => "blob",
+            RequestType::Batch => "batch",
+        }
+    }
+
+    /// Whether requests of this type name a repository the server verifies (their claims must name a reference
+    /// inside it), so a repository prefix can restrict them.
+    pub fn has_verified_repository(self) -> bool {
+        matches!(self, RequestType::Container | RequestType::Batch)
     }
 
     /// The reply member that carries this type's result.

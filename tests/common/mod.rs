@@ -834,3 +834,153 @@ pub fn tls_url(env: &Env, protocol: &str) -> String {
         _ => amqps.to_owned(),
     }
 }
+
+/// Counts sends and (de-duplicated) replies of a requester run as they arrive, and when each reply came.
+#[derive(Default)]
+pub struct Count {
+    pub sent: std::sync::atomic::AtomicUsize,
+    pub replied: std::sync::atomic::AtomicUsize,
+    pub reply_times: std::sync::Mutex<Vec<Instant>>,
+}
+
+impl signbus::requester::Progress for Count {
+    fn sent(&self) {
+        self.sent.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+    }
+    fn replied(&self, _ok: bool) {
+        self.replied
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        self.reply_times.lock().unwrap().push(Instant::now());
+    }
+}
+
+/// A library requester run (`send_and_receive_with_progress` with the config's retries) going on in the
+/// background, for tests that break something in the middle of it.
+pub struct BackgroundRun {
+    pub progress: std::sync::Arc<Count>,
+    pub started: Instant,
+    run: tokio::task::JoinHandle<signbus::requester::Exchange>,
+}
+
+impl BackgroundRun {
+    /// Sends `requests` (made for `task` under `cfg`) through `connect` and collects their replies.
+    pub fn start(
+        connect: signbus::transport::Connector,
+        cfg: &signbus::requester::MsgSignerConfig,
+        task: &str,
+        requests: &[signbus::requester::PreparedRequest],
+    ) -> BackgroundRun {
+        use signbus::requester;
+        let vars = requester::template_vars(cfg, "tester", task, Some("tester"));
+        let listen = requester::format_address(&cfg.topic_listen_to, &vars).unwrap();
+        let retry = requester::Retry::from_config(cfg);
+        let progress = std::sync::Arc::new(Count::default());
+        let (requests, counted) = (requests.to_vec(), progress.clone());
+        let run = tokio::spawn(async move {
+            requester::send_and_receive_with_progress(
+                &connect,
+                &requests,
+                &listen,
+                "request_id",
+                retry,
+                counted.as_ref(),
+            )
+            .await
+        });
+        BackgroundRun {
+            progress,
+            started: Instant::now(),
+            run,
+        }
+    }
+
+    /// Replies so far.
+    pub fn replied(&self) -> usize {
+        self.progress
+            .replied
+            .load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    /// Waits until `n` replies came (at most 120 s; the panic message ends with `context()`); returns how many.
+    pub async fn wait_for_replies(&self, n: usize, context: impl Fn() -> String) -> usize {
+        while self.replied() < n {
+            assert!(
+                self.started.elapsed() < Duration::from_secs(120),
+                "only {} replies of the {n} awaited\n{}",
+                self.replied(),
+                context()
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        self.replied()
+    }
+
+    /// The run's result (it must end within 300 s) and how long it took.
+    pub async fn finish(
+        self,
+    ) -> (
+        signbus::requester::Exchange,
+        Duration,
+        std::sync::Arc<Count>,
+    ) {
+        let ex = tokio::time::timeout(Duration::from_secs(300), self.run)
+            .await
+            .expect("the run ends")
+            .unwrap();
+        (ex, self.started.elapsed(), self.progress)
+    }
+}
+
+/// Asserts a finished run got exactly one error-free reply per request, over the claim it sent, and counted
+/// each request sent once and answered once (resends and repeats are not new).
+pub fn assert_each_answered_once(
+    ex: &signbus::requester::Exchange,
+    progress: &Count,
+    requests: &[signbus::requester::PreparedRequest],
+    context: impl Fn() -> String,
+) {
+    use std::sync::atomic::Ordering;
+    let n = requests.len();
+    assert_eq!(ex.error, None, "{}", context());
+    assert_eq!(ex.replies.len(), n, "one reply per request\n{}", context());
+    assert_eq!(
+        progress.replied.load(Ordering::SeqCst),
+        n,
+        "no duplicate counted"
+    );
+    assert_eq!(
+        progress.sent.load(Ordering::SeqCst),
+        n,
+        "resends are not new requests"
+    );
+    for r in requests {
+        let (doc, _) = ex.replies.get(&r.id).expect("every request answered");
+        let msg = &doc["msg"];
+        assert_eq!(msg["errors"], serde_json::json!([]), "{msg}");
+        assert_eq!(msg["claim_file"], r.body["claim_file"]);
+    }
+}
+
+/// `server_config` over the testenv's TLS listener in `protocol` (`amqp1` or `amqp091`) with SASL `sasl`,
+/// trusting the testenv CA and presenting the testenv client certificate.
+pub fn tls_server_config(env: &Env, queue: &str, protocol: &str, sasl: &str) -> String {
+    let (ca, client) = (env.get("SIGNBUS_TLS_CA"), env.get("SIGNBUS_TLS_CLIENT"));
+    let config = server_config(env, queue, "")
+        .replace(
+            &format!("urls: [\"{}\"]", env.amqp_url()),
+            &format!("urls: [\"{}\"]", tls_url(env, protocol)),
+        )
+        .replace(
+            &format!("  protocol: {}\n", server_protocol()),
+            &format!("  protocol: {protocol}\n"),
+        )
+        .replace(
+            "  sasl: anonymous\n",
+            &format!("  sasl: {sasl}\n  tls: {{ca_cert: \"{ca}\", cert_key: \"{client}\"}}\n"),
+        );
+    assert!(
+        config.contains(&tls_url(env, protocol)) && config.contains("cert_key"),
+        "{config}"
+    );
+    config
+}
