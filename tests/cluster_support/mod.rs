@@ -89,7 +89,7 @@ impl Cluster {
     pub fn mgmt(&self, method: &str, path: &str, body: &str) -> String {
         let mut last = String::new();
         for base in &self.mgmt_urls {
-            match curl(base, method, path, body) {
+            match common::mgmt_at(base, method, path, body) {
                 Ok(text) => return text,
                 // a node that is down does not answer at all; try the next
                 Err((true, e)) => last = e,
@@ -197,42 +197,6 @@ pub fn connected_urls(logs: &str) -> Vec<String> {
         })
         .filter_map(|v| v["broker"].as_str().map(str::to_owned))
         .collect()
-}
-
-/// curl: Ok(body), or Err((could not connect, message)).
-fn curl(base: &str, method: &str, path: &str, body: &str) -> Result<String, (bool, String)> {
-    let url = format!("{base}{path}");
-    let mut cmd = Command::new("curl");
-    cmd.args([
-        "-sS",
-        "--fail-with-body",
-        "--max-time",
-        "10",
-        "-u",
-        "guest:guest",
-        "-X",
-        method,
-        "-H",
-        "content-type: application/json",
-        &url,
-    ]);
-    if !body.is_empty() {
-        cmd.args(["-d", body]);
-    }
-    let out = cmd.output().expect("curl runs");
-    if out.status.success() {
-        return Ok(String::from_utf8_lossy(&out.stdout).into_owned());
-    }
-    // curl exit 7: could not connect; 28: timed out (a node going down)
-    let unreachable = matches!(out.status.code(), Some(7) | Some(28) | Some(52) | Some(56));
-    Err((
-        unreachable,
-        format!(
-            "{}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        ),
-    ))
 }
 
 /// Checks many OpenPGP signed messages with one gpg process (`--multifile --decrypt`, the testenv keyring) and

@@ -137,13 +137,22 @@ pub fn delete_request_queue(env: &Env, name: &str) {
     mgmt(env, "DELETE", &format!("/api/queues/%2F/{name}.dead"), "");
 }
 
-/// Calls the RabbitMQ management API with curl; returns the body. Panics on HTTP errors.
+/// Calls the testenv broker's management API with curl; returns the body. Panics on HTTP errors.
 pub fn mgmt(env: &Env, method: &str, path: &str, body: &str) -> String {
-    let url = format!("{}{}", env.get("SIGNBUS_MGMT_URL"), path);
+    mgmt_at(env.get("SIGNBUS_MGMT_URL"), method, path, body)
+        .unwrap_or_else(|(_, e)| panic!("{method} {path}: {e}"))
+}
+
+/// Calls a RabbitMQ management API at `base` with curl (10 s at most): Ok(body), or Err((could not connect,
+/// message)).
+pub fn mgmt_at(base: &str, method: &str, path: &str, body: &str) -> Result<String, (bool, String)> {
+    let url = format!("{base}{path}");
     let mut cmd = Command::new("curl");
     cmd.args([
         "-sS",
         "--fail-with-body",
+        "--max-time",
+        "10",
         "-u",
         "guest:guest",
         "-X",
@@ -156,13 +165,19 @@ pub fn mgmt(env: &Env, method: &str, path: &str, body: &str) -> String {
         cmd.args(["-d", body]);
     }
     let out = cmd.output().expect("curl runs");
-    assert!(
-        out.status.success(),
-        "{method} {url}: {}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
+    if out.status.success() {
+        return Ok(String::from_utf8_lossy(&out.stdout).into_owned());
+    }
+    // curl exit 7: could not connect; 28: timed out (a node going down)
+    let unreachable = matches!(out.status.code(), Some(7) | Some(28) | Some(52) | Some(56));
+    Err((
+        unreachable,
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        ),
+    ))
 }
 
 /// A server config consuming `queue`, replying by template, with both test keys.
