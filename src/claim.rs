@@ -4,7 +4,8 @@
 //! must (exact top level, no unknown critical members, no duplicate members, exact type string). This module
 //! owns the payload's format only: it never verifies cryptography and never trusts input it has not parsed.
 
-use crate::reference::{self, Reference, ReferenceError};
+use crate::digest::Digest;
+use crate::reference::{Reference, ReferenceError};
 use crate::strict_json;
 use serde_json::{json, Map, Value};
 
@@ -39,7 +40,7 @@ pub enum ClaimError {
 /// the digest is valid and the reference parses (and is kept parsed).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Claim {
-    manifest_digest: String,
+    manifest_digest: Digest,
     docker_reference: String,
     reference: Reference,
     creator: Option<String>,
@@ -53,10 +54,10 @@ impl Claim {
         digest: &str,
         timestamp: Option<i64>,
     ) -> Result<Self, ClaimError> {
-        reference::validate_digest(digest).map_err(ClaimError::Digest)?;
+        let digest = parse_digest(digest)?;
         let reference = reference.clone().with_default_tag();
         Ok(Claim {
-            manifest_digest: digest.to_owned(),
+            manifest_digest: digest,
             docker_reference: reference.to_string(),
             reference,
             creator: Some(concat!("signbus ", env!("CARGO_PKG_VERSION")).to_owned()),
@@ -116,7 +117,7 @@ impl Claim {
             &image["docker-manifest-digest"],
             "critical.image.docker-manifest-digest",
         )?;
-        reference::validate_digest(digest).map_err(ClaimError::Digest)?;
+        let digest = parse_digest(digest)?;
         let identity = object(&critical["identity"], "critical.identity")?;
         exact_members(
             identity,
@@ -147,7 +148,7 @@ impl Claim {
             ),
         };
         Ok(Claim {
-            manifest_digest: digest.to_owned(),
+            manifest_digest: digest,
             docker_reference: docker_reference.to_owned(),
             reference,
             creator,
@@ -156,7 +157,7 @@ impl Claim {
     }
 
     /// `critical.image.docker-manifest-digest`.
-    pub fn manifest_digest(&self) -> &str {
+    pub fn manifest_digest(&self) -> &Digest {
         &self.manifest_digest
     }
 
@@ -179,6 +180,10 @@ impl Claim {
     pub fn timestamp(&self) -> Option<i64> {
         self.timestamp
     }
+}
+
+fn parse_digest(d: &str) -> Result<Digest, ClaimError> {
+    Digest::parse(d).map_err(|e| ClaimError::Digest(ReferenceError::BadDigest(e.0)))
 }
 
 /// Whether a verifier could take `data` as an atomic container signature claim: after any UTF-8 byte order marks

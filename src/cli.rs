@@ -8,7 +8,7 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 use signbus::config::ServerConfig;
 use signbus::metrics::Metrics;
 use signbus::requester::{self, output, ContainerSignInput, RequesterConfig, Retry};
-use signbus::server::handler::{Decision, Handler};
+use signbus::server::handler::{Decision, Handler, Origin};
 use signbus::server::{self, endpoints, health::Health};
 use signbus::signing::gpgme_pool::{resolve_keys, GpgmePool};
 use signbus::signing::load_passphrases;
@@ -260,10 +260,8 @@ async fn serve(a: ServeArgs) -> Result<i32> {
     metrics.set_signer_sampler(Box::new(move || {
         weak.upgrade().map_or((0, 0), |p| (p.size(), p.busy()))
     }));
-    let handler = Handler::new(pool.clone(), keys, &cfg)
-        .map_err(|e| anyhow::anyhow!("configuration {}: {e}", a.config.display()))?
-        .with_metrics(metrics.clone())
-        .with_health(health.clone());
+    let handler = Handler::new(pool.clone(), keys, &cfg, metrics.clone(), health.clone())
+        .map_err(|e| anyhow::anyhow!("configuration {}: {e}", a.config.display()))?;
     if let Some(path) = &a.replay {
         return replay(&handler, path).await;
     }
@@ -347,7 +345,7 @@ async fn replay(handler: &Handler<GpgmePool>, path: &std::path::Path) -> Result<
     let doc: serde_json::Value =
         serde_json::from_slice(&text).with_context(|| format!("{} is not JSON", path.display()))?;
     let msg = replay_message(doc).with_context(|| path.display().to_string())?;
-    let handled = handler.handle_offline(&msg).await;
+    let handled = handler.handle(&msg, Origin::Replay).await;
     let (out, code) = match handled.decision {
         Decision::Reply { message, outcome } => {
             let span = handled.span;
@@ -360,7 +358,7 @@ async fn replay(handler: &Handler<GpgmePool>, path: &std::path::Path) -> Result<
                 "properties": message.properties,
                 "body": body,
             });
-            (out, i32::from(outcome != server::handler::Outcome::Signed))
+            (out, i32::from(outcome != server::outcome::Outcome::Signed))
         }
         Decision::Reject { reason, class } => {
             let span = handled.span;
@@ -548,7 +546,7 @@ fn publish_signatures(dir: &std::path::Path, ex: &requester::Exchange) -> i32 {
             if let Some(claim) = claim.and_then(|c| signbus::claim::Claim::parse(&c).ok()) {
                 found.push((
                     claim.docker_reference().to_owned(),
-                    claim.manifest_digest().to_owned(),
+                    claim.manifest_digest().to_string(),
                     b.to_owned(),
                 ));
             }

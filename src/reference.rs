@@ -3,6 +3,7 @@
 //! `busybox` is `docker.io/library/busybox:latest`; `quay.io/ns/repo@sha256:…` keeps its digest. This module
 //! owns the grammar and the normal form and nothing else: it never touches the network or decides trust.
 
+use crate::digest::Digest;
 use std::fmt;
 
 /// The registry assumed when a reference names none.
@@ -275,24 +276,12 @@ pub fn is_valid_domain(d: &str) -> bool {
     validate_domain(d).is_ok()
 }
 
-/// Checks `algo:hex` for the digest algorithms containers/image accepts (sha256, sha512), lowercase hex.
+/// Checks `algo:hex` for the digest algorithms containers/image accepts (sha256, sha512), lowercase hex. See
+/// [`Digest`] for a value that carries the check with it.
 pub fn validate_digest(d: &str) -> Result<(), ReferenceError> {
-    let ok = match d.split_once(':') {
-        Some(("sha256", hex)) => is_lower_hex(hex, 64),
-        Some(("sha512", hex)) => is_lower_hex(hex, 128),
-        _ => false,
-    };
-    if ok {
-        Ok(())
-    } else {
-        Err(ReferenceError::BadDigest(d.to_owned()))
-    }
-}
-
-fn is_lower_hex(s: &str, len: usize) -> bool {
-    s.len() == len
-        && s.bytes()
-            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+    Digest::parse(d)
+        .map(drop)
+        .map_err(|e| ReferenceError::BadDigest(e.0))
 }
 
 #[cfg(test)]

@@ -1,5 +1,5 @@
 //! The server's whole request handling, offline: any message (body, properties, reply-to) goes through
-//! `Handler::handle_offline` — decode, schemas, claim checks, key lookup, signing, reply — and comes out as a
+//! `Handler::handle` (as `serve --replay` calls it) — decode, schemas, claim checks, key lookup, signing, reply — and comes out as a
 //! decision, never a panic. A reply the handler decides to send matches the reply schema, carries a
 //! `traceparent`, goes to the request's reply-to when it has one, and has a result exactly when it has no error.
 //!
@@ -10,7 +10,7 @@
 use libfuzzer_sys::fuzz_target;
 use serde_json::{Map, Value};
 use signbus::config::ServerConfig;
-use signbus::server::handler::{Decision, Handler, Outcome};
+use signbus::server::handler::{Decision, Handler, Origin, Outcome};
 use signbus::signing::{KeyRing, ResolvedKey, SignError, SignMode, Signer};
 use signbus::transport::IncomingMessage;
 use signbus::wire::{RequestType, Schema};
@@ -54,7 +54,7 @@ fn fixture() -> &'static Fixture {
              reply_cache: {capacity: 0}}}",
         )
         .expect("a valid configuration");
-        let handler = Handler::new(Arc::new(Echo), keys, &cfg).expect("no authorization section");
+        let handler = Handler::new(Arc::new(Echo), keys, &cfg, Default::default(), Default::default()).expect("no authorization section");
         let rt = tokio::runtime::Builder::new_current_thread()
             .build()
             .expect("a current-thread runtime");
@@ -94,7 +94,7 @@ fn message(data: &[u8]) -> IncomingMessage {
 fuzz_target!(|data: &[u8]| {
     let f = fixture();
     let msg = message(data);
-    let handled = f.rt.block_on(f.handler.handle_offline(&msg));
+    let handled = f.rt.block_on(f.handler.handle(&msg, Origin::Replay));
     let Decision::Reply { message, outcome } = handled.decision else {
         return;
     };

@@ -11,6 +11,7 @@
 //! Without an `authorization` section every configured key may be used by anyone. This module decides; it never
 //! signs, and knows nothing of AMQP.
 
+use super::refusal::Refusal;
 use crate::signing::KeyRing;
 use crate::wire::RequestType;
 use serde::{Deserialize, Serialize};
@@ -194,16 +195,13 @@ impl Authorizer {
         fingerprint: &str,
         key: &str,
         repo: Option<&str>,
-    ) -> Result<(), String> {
+    ) -> Result<(), Refusal> {
         let Some(config) = &self.config else {
             return Ok(());
         };
+        let (who_name, key) = (who.describe(), key.to_owned());
         if config.require_authenticated && !who.authenticated {
-            return Err(format!(
-                "requester {} is not authenticated; this server only signs for requesters the broker \
-                 authenticated (AMQP user-id)",
-                who.describe()
-            ));
+            return Err(Refusal::NotAuthenticated { who: who_name });
         }
         let grants = self.grants.get(&who.name).map_or(&[][..], Vec::as_slice);
         let with_key: Vec<&Resolved> = grants
@@ -211,37 +209,25 @@ impl Authorizer {
             .filter(|g| g.fingerprints.contains(fingerprint))
             .collect();
         if with_key.is_empty() {
-            return Err(format!(
-                "requester {} is not authorised to sign with key {key}",
-                who.describe()
-            ));
+            return Err(Refusal::KeyNotGranted { who: who_name, key });
         }
         if !with_key.iter().any(|g| g.types.contains(&kind)) {
-            let why = if kind.has_verified_repository() {
-                ""
-            } else {
-                " (its requests name no repository the server can verify, so a grant restricted to \
-                 repositories must list the type)"
-            };
-            return Err(format!(
-                "requester {} is not authorised to send {} requests with key {key}{why}",
-                who.describe(),
-                kind.name()
-            ));
+            return Err(Refusal::TypeNotGranted {
+                who: who_name,
+                kind,
+                key,
+            });
         }
         if with_key.iter().any(|g| g.admits(kind, repo)) {
             return Ok(());
         }
         Err(match repo {
-            Some(repo) => format!(
-                "requester {} is not authorised to sign for repository {repo:?} with key {key}",
-                who.describe()
-            ),
-            None => format!(
-                "requester {} is not authorised to sign with key {key} for a request that names no \
-                 repository (its grants are restricted to repositories)",
-                who.describe()
-            ),
+            Some(repo) => Refusal::RepositoryNotGranted {
+                who: who_name,
+                repo: repo.to_owned(),
+                key,
+            },
+            None => Refusal::NoRepository { who: who_name, key },
         })
     }
 }
@@ -276,6 +262,32 @@ mod tests {
         KeyRing::new(vec![key(A, "release"), key(B, "beta")]).unwrap()
     }
 
+    /// `check` with the refusal as its message.
+    trait CheckText {
+        fn check_text(
+            &self,
+            who: &Identity,
+            kind: RequestType,
+            fpr: &str,
+            key: &str,
+            repo: Option<&str>,
+        ) -> Result<(), String>;
+    }
+
+    impl CheckText for Authorizer {
+        fn check_text(
+            &self,
+            who: &Identity,
+            kind: RequestType,
+            fpr: &str,
+            key: &str,
+            repo: Option<&str>,
+        ) -> Result<(), String> {
+            self.check(who, kind, fpr, key, repo)
+                .map_err(|e| e.to_string())
+        }
+    }
+
     fn authorizer(yaml: &str) -> Result<Authorizer, String> {
         let cfg: AuthorizationConfig = serde_yaml::from_str(yaml).unwrap();
         Authorizer::new(&cfg, &ring())
@@ -290,21 +302,26 @@ mod tests {
         .unwrap();
         let alice = a.identify(Some("alice"), Some("mallory"), None);
         assert!(alice.authenticated);
-        assert_eq!(a.check(&alice, C, A, "release", Some("ns/app")), Ok(()));
-        let e = a.check(&alice, C, B, "beta", Some("ns/app")).unwrap_err();
+        assert_eq!(
+            a.check_text(&alice, C, A, "release", Some("ns/app")),
+            Ok(())
+        );
+        let e = a
+            .check_text(&alice, C, B, "beta", Some("ns/app"))
+            .unwrap_err();
         assert!(
             e.contains("alice is not authorised to sign with key beta"),
             "{e}"
         );
         let e = a
-            .check(&alice, C, A, "release", Some("other/app"))
+            .check_text(&alice, C, A, "release", Some("other/app"))
             .unwrap_err();
         assert!(e.contains("repository \"other/app\""), "{e}");
         let bob = a.identify(None, Some("bob"), None);
         assert!(!bob.authenticated);
-        assert_eq!(a.check(&bob, C, B, "beta", Some("any/thing")), Ok(()));
+        assert_eq!(a.check_text(&bob, C, B, "beta", Some("any/thing")), Ok(()));
         let nobody = a.identify(None, None, Some("owner"));
-        let e = a.check(&nobody, C, A, "release", None).unwrap_err();
+        let e = a.check_text(&nobody, C, A, "release", None).unwrap_err();
         assert!(e.contains("owner (unauthenticated)"), "{e}");
     }
 
@@ -319,14 +336,14 @@ mod tests {
         .unwrap();
         let who = strict.identify(None, Some("alice"), None);
         assert!(strict
-            .check(&who, C, A, "release", None)
+            .check_text(&who, C, A, "release", None)
             .unwrap_err()
             .contains("not authenticated"));
         let who = strict.identify(Some("alice"), None, None);
-        assert_eq!(strict.check(&who, C, A, "release", None), Ok(()));
+        assert_eq!(strict.check_text(&who, C, A, "release", None), Ok(()));
         let all = Authorizer::allow_all();
         assert_eq!(
-            all.check(&all.identify(None, None, None), C, B, "beta", Some("x")),
+            all.check_text(&all.identify(None, None, None), C, B, "beta", Some("x")),
             Ok(())
         );
     }
@@ -363,7 +380,7 @@ mod tests {
         for kind in types {
             let verified = kind.has_verified_repository();
             let check = |n: &str, fpr: &str, repo: Option<&str>| {
-                a.check(&who(n), kind, fpr, "release", repo)
+                a.check_text(&who(n), kind, fpr, "release", repo)
             };
             // Granted: in the prefix, and (for clearsign and blob) no repository at all — but only where the
             // type is listed; the default grant allows just container and batch.
@@ -400,7 +417,7 @@ mod tests {
             }
         }
         let e = a
-            .check(&who("dflt"), RequestType::ClearSign, A, "release", None)
+            .check_text(&who("dflt"), RequestType::ClearSign, A, "release", None)
             .unwrap_err();
         assert!(e.contains("must list the type"), "{e}");
     }

@@ -1,185 +1,45 @@
-//! One request in, one decision out: validate, sign, and build the reply — or decide to reject.
+//! One request in, one decision out: the path every request type shares.
 //!
-//! [`Handler::handle`] never fails and never touches the broker: every problem with a request that can be
-//! answered becomes an error reply naming the problem (and no signature) and an [`Outcome`] class for metrics;
-//! a message that cannot be answered at all (not JSON, no request id, no reply address) becomes
-//! [`Decision::Reject`] with a [`RejectReason`] for the broker to dead-letter. It opens the request's tracing
-//! span (request id, type, key, requester, trace id) and continues the request's W3C trace context into the
-//! reply. After a signer error it marks the signer unusable in [`Health`] and re-tests it in the background.
+//! [`Handler::handle`] never fails and never touches the broker. It decodes the body, opens the request's span
+//! (request id, type, key, requester, trace id), finds the reply address, answers a repeated request from the
+//! reply cache, and otherwise applies the gates every type shares — delivery count, size, schemas, deadlines —
+//! before handing the typed request to its type's module ([`super::requests`]). Every problem that can be
+//! answered becomes an error reply naming it ([`Refusal`]) and an [`Outcome`] class; a message that cannot be
+//! answered at all (not JSON, no request id, no reply address) becomes [`Decision::Reject`].
 
 use super::authorize::{Authorizer, Identity};
 use super::health::Health;
+pub use super::outcome::{Decision, Handled, Outcome, RejectReason};
 use super::recent::{self, RecentReplies, Weigh};
+use super::refusal::Refusal;
 use super::reply_address::reply_address;
+use super::requests::{self, Signed};
+use super::signatory::Signatory;
 use super::trace_context::TraceContext;
-use crate::claim::Claim;
 use crate::config::ServerConfig;
 use crate::metrics::Metrics;
-use crate::signing::{KeyRing, SignError, SignMode, Signer};
+use crate::signing::{KeyRing, Signer};
 use crate::transport::{IncomingMessage, OutgoingMessage};
-use crate::wire::{self, Reply, RequestType, Schema};
-use base64::engine::general_purpose::STANDARD;
-use base64::Engine;
-use serde_json::{json, Map, Value};
+use crate::wire::{self, Reply, Request, RequestType, Schema};
+use serde_json::{Map, Value};
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, SystemTime};
 use tracing::Instrument;
 
-/// How an answered request ended: signed, or the class of its first error. A bounded set (metric label).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Outcome {
-    /// Every signature was made.
-    Signed,
-    /// The properties or body break their JSON Schema.
-    Schema,
-    /// A base64 member (`claim_file`, `data`, `artifact`) does not decode.
-    Encoding,
-    /// The claim does not parse, or names another digest or repository than the request.
-    Claim,
-    /// The request names a key this server does not hold, ambiguously, or inconsistently.
-    Key,
-    /// The signer failed (gpg error, pool shut down), on every attempt.
-    Signer,
-    /// The request is past its deadline or too old.
-    Expired,
-    /// The request id was used before for a different request.
-    Conflict,
-    /// The request body is over the size limit.
-    TooLarge,
-    /// The requester may not use the key (or not for the repository).
-    Forbidden,
-    /// The request was delivered too many times without being settled.
-    Redelivered,
-    /// Clearsign or blob data that would pass for an image signature claim.
-    CrossType,
-}
-
-impl Outcome {
-    /// Every outcome, for documentation and tests that must cover them all.
-    pub const ALL: [Outcome; 12] = [
-        Outcome::Signed,
-        Outcome::Schema,
-        Outcome::Encoding,
-        Outcome::Claim,
-        Outcome::Key,
-        Outcome::Signer,
-        Outcome::Expired,
-        Outcome::Conflict,
-        Outcome::TooLarge,
-        Outcome::Forbidden,
-        Outcome::Redelivered,
-        Outcome::CrossType,
-    ];
-
-    /// The metric label.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Outcome::Signed => "signed",
-            Outcome::Schema => "schema",
-            Outcome::Encoding => "encoding",
-            Outcome::Claim => "claim",
-            Outcome::Key => "key",
-            Outcome::Signer => "signer",
-            Outcome::Expired => "expired",
-            Outcome::Conflict => "conflict",
-            Outcome::TooLarge => "too_large",
-            Outcome::Forbidden => "forbidden",
-            Outcome::Redelivered => "redelivered",
-            Outcome::CrossType => "cross_type",
-        }
-    }
-}
-
-/// Why a message is rejected (dead-lettered) instead of answered. A bounded set (metric label).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum RejectReason {
-    /// The body is not a JSON object.
-    Undecodable,
-    /// No `request_id`: a reply could not be correlated.
-    NoRequestId,
-    /// Neither `reply-to` nor a fillable reply template.
-    NoReplyAddress,
-    /// Our reply would break the reply schema.
-    InvalidReply,
-    /// The broker refused or could not route the reply.
-    ReplyUndeliverable,
-}
-
-impl RejectReason {
-    /// Every reason, for documentation and tests that must cover them all.
-    pub const ALL: [RejectReason; 5] = [
-        RejectReason::Undecodable,
-        RejectReason::NoRequestId,
-        RejectReason::NoReplyAddress,
-        RejectReason::InvalidReply,
-        RejectReason::ReplyUndeliverable,
-    ];
-
-    /// The metric label.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            RejectReason::Undecodable => "undecodable",
-            RejectReason::NoRequestId => "no_request_id",
-            RejectReason::NoReplyAddress => "no_reply_address",
-            RejectReason::InvalidReply => "invalid_reply",
-            RejectReason::ReplyUndeliverable => "reply_undeliverable",
-        }
-    }
-}
-
-/// What to do with a delivery.
-#[derive(Debug)]
-pub enum Decision {
-    /// Publish this reply, then accept the request once the broker settled the reply.
-    Reply {
-        /// The reply message.
-        message: OutgoingMessage,
-        /// Signed, or the class of the error the reply reports.
-        outcome: Outcome,
-    },
-    /// The message cannot be answered; reject it (dead-letter).
-    Reject {
-        /// For the log and the broker.
-        reason: String,
-        /// For metrics.
-        class: RejectReason,
-    },
-}
-
-/// A decision with what the server needs to account for it.
-#[derive(Debug)]
-pub struct Handled {
-    /// What to do.
-    pub decision: Decision,
-    /// Request type label: an `mtype`, or `unknown`.
-    pub kind: &'static str,
-    /// Configured key label (name, else last 16 hex digits), `multiple` for batches over several keys, or
-    /// `unknown`.
-    pub key: String,
-    /// The request's span; enter it for everything done about this request.
-    pub span: tracing::Span,
+/// Where a message came from, which decides the rules that depend on a live broker.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Origin {
+    /// Delivered by the broker: it must have a reply address, and deadlines and the delivery limit apply.
+    Broker,
+    /// Replayed from a file (`serve --replay`): a missing reply address leaves the reply's address empty, and
+    /// deadlines and the delivery limit do not apply.
+    Replay,
 }
 
 /// The request type label of a message, from its `mtype` property (absent means a container request, as in
 /// [`Handler::handle`]); unrecognised values are `unknown`.
 pub fn type_label(properties: &Map<String, Value>) -> &'static str {
     RequestType::from_properties(properties).map_or("unknown", RequestType::as_str)
-}
-
-/// A failed step: its class and message.
-#[derive(Clone)]
-struct Failure {
-    class: Outcome,
-    message: String,
-}
-
-impl Failure {
-    fn new(class: Outcome, message: impl Into<String>) -> Self {
-        Failure {
-            class,
-            message: message.into(),
-        }
-    }
 }
 
 /// A decision about a request before it is addressed: what the recent-reply cache keeps.
@@ -200,89 +60,64 @@ impl Weigh for Answer {
     }
 }
 
-/// Everything a request needs: keys, signer, reply addressing, limits, the recent replies and who may sign.
+/// The shared path's settings and state: reply addressing, limits, the recent replies, and the signatory.
 pub struct Handler<S> {
-    signer: Arc<S>,
-    keys: KeyRing,
+    signatory: Signatory<S>,
     reply_template: Option<String>,
     task_id_attributes: Vec<String>,
     max_message_bytes: usize,
     max_request_age: Option<Duration>,
     max_deliveries: u32,
-    sign_attempts: u32,
     recent: RecentReplies<Answer>,
-    authorizer: Authorizer,
     metrics: Arc<Metrics>,
-    health: Arc<Health>,
-    /// Background work the handler started (the signer re-test); aborted when the handler is dropped.
-    background: std::sync::Mutex<tokio::task::JoinSet<()>>,
 }
 
 impl<S: Signer> Handler<S> {
     /// A handler signing with `signer` using `keys` under `cfg`'s rules: reply addressing (replies without
-    /// `reply-to` go to `server.reply_to`), limits, the recent-reply cache, and authorization. Fails when the
-    /// authorization section grants a key that `keys` does not hold (or names ambiguously).
-    pub fn new(signer: Arc<S>, keys: KeyRing, cfg: &ServerConfig) -> Result<Self, String> {
+    /// `reply-to` go to `server.reply_to`), limits, the recent-reply cache, and authorization; it counts into
+    /// `metrics` and reports signer failures and recoveries to `health`. Fails when the authorization section
+    /// grants a key that `keys` does not hold (or names ambiguously).
+    pub fn new(
+        signer: Arc<S>,
+        keys: KeyRing,
+        cfg: &ServerConfig,
+        metrics: Arc<Metrics>,
+        health: Arc<Health>,
+    ) -> Result<Self, String> {
         let authorizer = match &cfg.authorization {
             Some(a) => Authorizer::new(a, &keys)?,
             None => Authorizer::allow_all(),
         };
         let s = &cfg.server;
         let cache = &s.reply_cache;
+        let attempts = cfg.signing.attempts;
         Ok(Handler {
-            signer,
-            keys,
+            signatory: Signatory::new(signer, keys, authorizer, attempts, metrics.clone(), health),
             reply_template: s.reply_to.clone(),
             task_id_attributes: s.task_id_attributes.clone(),
             max_message_bytes: s.max_message_bytes,
             max_request_age: s.max_request_age_secs.map(Duration::from_secs),
             max_deliveries: s.max_deliveries,
-            sign_attempts: cfg.signing.attempts,
             recent: RecentReplies::new(
                 cache.capacity,
                 cache.max_bytes,
                 Duration::from_secs(cache.ttl_secs),
             ),
-            authorizer,
-            metrics: Arc::new(Metrics::new()),
-            health: Arc::new(Health::new()),
-            background: Default::default(),
+            metrics,
         })
     }
 
-    /// Records signing times in `metrics` (default: a private registry nobody reads).
-    pub fn with_metrics(mut self, metrics: Arc<Metrics>) -> Self {
-        self.metrics = metrics;
-        self
-    }
-
-    /// Reports signer failures and recoveries to `health` (default: private flags nobody reads).
-    pub fn with_health(mut self, health: Arc<Health>) -> Self {
-        self.health = health;
-        self
-    }
-
-    /// Decides what to do with one message from the broker.
-    pub async fn handle(&self, msg: &IncomingMessage) -> Handled {
-        self.decide(msg, true).await
-    }
-
-    /// As [`Handler::handle`], for a message that did not come from a broker (`serve --replay`): a missing
-    /// reply address is not a reason to reject (the reply's address is then empty), and deadlines do not apply.
-    pub async fn handle_offline(&self, msg: &IncomingMessage) -> Handled {
-        self.decide(msg, false).await
-    }
-
-    async fn decide(&self, msg: &IncomingMessage, live: bool) -> Handled {
+    /// Decides what to do with one message from `origin`.
+    pub async fn handle(&self, msg: &IncomingMessage, origin: Origin) -> Handled {
         let kind_label = type_label(&msg.properties);
         let trace = TraceContext::continue_or_start(
             msg.properties.get("traceparent").and_then(Value::as_str),
         );
-        // The body stays one JSON value: the schema check reads it as it is, the handlers as a map.
-        let doc = match wire::decode_object(&msg.body) {
-            Ok(b) => Value::Object(b),
+        let authorizer = self.signatory.authorizer();
+        let body = match wire::decode_object(&msg.body) {
+            Ok(b) => b,
             Err(e) => {
-                let nobody = self.authorizer.identify(msg.user_id.as_deref(), None, None);
+                let nobody = authorizer.identify(msg.user_id.as_deref(), None, None);
                 let span = request_span(kind_label, "", "unknown", &nobody, &trace);
                 return Handled {
                     decision: Decision::Reject {
@@ -295,25 +130,22 @@ impl<S: Signer> Handler<S> {
                 };
             }
         };
-        let body = doc.as_object().expect("decoded as an object");
-        let text = |k: &str| body.get(k).and_then(Value::as_str);
         // An unknown type is checked as a container request; its properties then fail their schema.
         let kind = RequestType::from_properties(&msg.properties).unwrap_or(RequestType::Container);
-        let key = self.key_label(kind, body);
-        let who = self.authorizer.identify(
+        let doc = Value::Object(body);
+        // Typed only for the key label here; the gates below check the schema before anything relies on it.
+        let typed = Request::parse(kind, &doc).ok();
+        let key = self.signatory.key_label(typed.as_ref());
+        let body = doc.as_object().unwrap_or(&EMPTY);
+        let who = authorizer.identify(
             msg.user_id.as_deref(),
-            text("requested_by"),
+            text_of(body, "requested_by"),
             msg.properties.get("owner_id").and_then(Value::as_str),
         );
-        let span = request_span(
-            kind_label,
-            text("request_id").unwrap_or_default(),
-            &key,
-            &who,
-            &trace,
-        );
+        let request_id = text_of(body, "request_id").unwrap_or_default();
+        let span = request_span(kind_label, request_id, &key, &who, &trace);
         let decision = self
-            .decide_in_span(msg, &doc, kind, &who, &trace, live)
+            .decide(msg, &doc, kind, &who, &trace, origin)
             .instrument(span.clone())
             .await;
         Handled {
@@ -324,22 +156,18 @@ impl<S: Signer> Handler<S> {
         }
     }
 
-    async fn decide_in_span(
+    async fn decide(
         &self,
         msg: &IncomingMessage,
         doc: &Value,
         kind: RequestType,
         who: &Identity,
         trace: &TraceContext,
-        live: bool,
+        origin: Origin,
     ) -> Decision {
         tracing::debug!(delivery_count = msg.delivery_count, "received");
-        let body = doc.as_object().expect("decoded as an object");
-        let Some(request_id) = body
-            .get("request_id")
-            .and_then(Value::as_str)
-            .filter(|s| !s.is_empty())
-        else {
+        let body = doc.as_object().unwrap_or(&EMPTY);
+        let Some(request_id) = text_of(body, "request_id").filter(|s| !s.is_empty()) else {
             return Decision::Reject {
                 reason: "request has no request_id: a reply could not be correlated".into(),
                 class: RejectReason::NoRequestId,
@@ -353,7 +181,7 @@ impl<S: Signer> Handler<S> {
             &self.task_id_attributes,
         ) {
             Ok(a) => a,
-            Err(e) if live => {
+            Err(e) if origin == Origin::Broker => {
                 return Decision::Reject {
                     reason: format!("no reply address: {e}"),
                     class: RejectReason::NoReplyAddress,
@@ -366,7 +194,7 @@ impl<S: Signer> Handler<S> {
         let kept = self
             .recent
             .answer(request_id, fingerprint, || {
-                self.answer(msg, doc, kind, who, live)
+                self.answer(msg, doc, kind, who, origin)
             })
             .await;
         let answer = match kept {
@@ -379,10 +207,7 @@ impl<S: Signer> Handler<S> {
                 }
                 k.value
             }
-            Err(conflict) => {
-                let f = Failure::new(Outcome::Conflict, conflict.to_string());
-                finish(body, kind, Map::new(), vec![f.message], f.class)
-            }
+            Err(conflict) => finish(body, kind, Signed::refused(Refusal::Conflict(conflict.0))),
         };
         match answer {
             Answer::Reject { reason, class } => Decision::Reject { reason, class },
@@ -405,49 +230,23 @@ impl<S: Signer> Handler<S> {
         }
     }
 
-    /// Checks, authorises and signs one request. `Ok` is an answer to keep for repeats of the request; `Err` one
-    /// that must not be kept (the signer failed: a repeat should try again).
+    /// Applies the shared gates, then has the request's type check and sign it. `Ok` is an answer to keep for
+    /// repeats of the request; `Err` one that must not be kept (the signer failed: a repeat should try again).
     async fn answer(
         &self,
         msg: &IncomingMessage,
         doc: &Value,
         kind: RequestType,
         who: &Identity,
-        live: bool,
+        origin: Origin,
     ) -> Result<Answer, Answer> {
-        let body = doc.as_object().expect("decoded as an object");
-        let refuse = |f: Failure| (Map::new(), vec![f.message], f.class);
-        let schema = |e: wire::SchemaError| refuse(Failure::new(Outcome::Schema, e.to_string()));
-        let (fields, errors, outcome) = if live && msg.delivery_count >= self.max_deliveries {
-            refuse(Failure::new(
-                Outcome::Redelivered,
-                format!(
-                    "request was delivered {} times without being settled (limit {}); not processing it again",
-                    msg.delivery_count + 1,
-                    self.max_deliveries
-                ),
-            ))
-        } else if msg.body.len() > self.max_message_bytes {
-            refuse(Failure::new(
-                Outcome::TooLarge,
-                format!(
-                    "request body is {} bytes; this server accepts at most {} (server.max_message_bytes)",
-                    msg.body.len(),
-                    self.max_message_bytes
-                ),
-            ))
-        } else if let Err(e) =
-            Schema::RequestProperties.validate(&Value::Object(msg.properties.clone()))
-        {
-            schema(e)
-        } else if let Err(e) = Schema::for_request(kind).validate(doc) {
-            schema(e)
-        } else if let Err(f) = self.check_deadline(msg, body, live) {
-            refuse(f)
-        } else {
-            self.sign_request(kind, body, &msg.properties, who).await
+        let body = doc.as_object().unwrap_or(&EMPTY);
+        let signed = match self.gates(msg, doc, kind, origin) {
+            Ok(request) => requests::sign(&self.signatory, &request, &msg.properties, who).await,
+            Err(refusal) => Signed::refused(refusal),
         };
-        let answer = finish(body, kind, fields, errors, outcome);
+        let outcome = signed.outcome;
+        let answer = finish(body, kind, signed);
         if outcome == Outcome::Signer {
             Err(answer)
         } else {
@@ -455,338 +254,74 @@ impl<S: Signer> Handler<S> {
         }
     }
 
-    /// Refuses a request past its sender's deadline or older than `server.max_request_age_secs`.
-    fn check_deadline(
+    /// The checks every request passes before its type sees it, in order: delivery count, size, properties
+    /// schema, body schema, deadlines. Returns the typed request.
+    fn gates(
         &self,
         msg: &IncomingMessage,
-        body: &Map<String, Value>,
-        live: bool,
-    ) -> Result<(), Failure> {
-        if !live {
-            return Ok(());
+        doc: &Value,
+        kind: RequestType,
+        origin: Origin,
+    ) -> Result<Request, Refusal> {
+        let live = origin == Origin::Broker;
+        if live && msg.delivery_count >= self.max_deliveries {
+            return Err(Refusal::Redelivered {
+                deliveries: msg.delivery_count + 1,
+                limit: self.max_deliveries,
+            });
         }
+        if msg.body.len() > self.max_message_bytes {
+            return Err(Refusal::TooLarge {
+                size: msg.body.len(),
+                limit: self.max_message_bytes,
+            });
+        }
+        Schema::RequestProperties.validate(&Value::Object(msg.properties.clone()))?;
+        Schema::for_request(kind).validate(doc)?;
+        let request = Request::parse(kind, doc)?;
+        if live {
+            self.check_deadline(msg, request.created())?;
+        }
+        Ok(request)
+    }
+
+    /// Refuses a request past its sender's deadline or older than `server.max_request_age_secs`.
+    fn check_deadline(&self, msg: &IncomingMessage, created: &str) -> Result<(), Refusal> {
         let now = SystemTime::now();
         if let Some(late) = msg.expires_at.and_then(|at| now.duration_since(at).ok()) {
-            return Err(Failure::new(
-                Outcome::Expired,
-                format!(
-                    "request expired {:.1}s ago (the deadline its sender set); not signed",
-                    late.as_secs_f64()
-                ),
-            ));
+            return Err(Refusal::PastDeadline {
+                late_secs: late.as_secs_f64(),
+            });
         }
-        let (Some(max), Some(created)) = (
-            self.max_request_age,
-            body.get("created").and_then(Value::as_str),
-        ) else {
+        let Some(max) = self.max_request_age else {
             return Ok(());
         };
-        let Some(at) = parse_created(created) else {
-            return Err(Failure::new(
-                Outcome::Schema,
-                format!("created {created:?} is not an ISO-8601 UTC time"),
-            ));
-        };
+        let at = parse_created(created).ok_or_else(|| Refusal::BadCreated(created.to_owned()))?;
         match now.duration_since(at) {
-            Ok(age) if age > max => Err(Failure::new(
-                Outcome::Expired,
-                format!(
-                    "request expired: created {}s ago, over this server's limit of {}s \
-                     (server.max_request_age_secs); not signed",
-                    age.as_secs(),
-                    max.as_secs()
-                ),
-            )),
+            Ok(age) if age > max => Err(Refusal::TooOld {
+                age_secs: age.as_secs(),
+                max_secs: max.as_secs(),
+            }),
             _ => Ok(()),
         }
     }
-
-    /// The metric label of the key a request names: its configured label, `multiple` when a batch names
-    /// several, `unknown` when none resolves.
-    fn key_label(&self, kind: RequestType, body: &Map<String, Value>) -> String {
-        let label = |id: Option<&str>, name: Option<&str>| {
-            self.keys
-                .lookup(id, name)
-                .map_or("unknown", |k| k.label())
-                .to_owned()
-        };
-        if kind != RequestType::Batch {
-            let text = |k: &str| body.get(k).and_then(Value::as_str);
-            return label(text("sig_key_id"), text("sig_keyname"));
-        }
-        let mut labels = std::collections::BTreeSet::new();
-        for claim in body
-            .get("claims")
-            .and_then(Value::as_array)
-            .into_iter()
-            .flatten()
-        {
-            let list = |k: &str| claim.get(k).and_then(Value::as_array).cloned();
-            let names = list("sig_keynames").unwrap_or_default();
-            for (i, id) in list("sig_key_ids").unwrap_or_default().iter().enumerate() {
-                labels.insert(label(id.as_str(), names.get(i).and_then(Value::as_str)));
-            }
-        }
-        match labels.len() {
-            0 => "unknown".into(),
-            1 => labels.pop_first().unwrap_or_default(),
-            _ => "multiple".into(),
-        }
-    }
-
-    /// Signs a schema-valid request for `who`; returns the reply's result members and its errors.
-    async fn sign_request(
-        &self,
-        kind: RequestType,
-        body: &Map<String, Value>,
-        props: &Map<String, Value>,
-        who: &Identity,
-    ) -> (Map<String, Value>, Vec<String>, Outcome) {
-        let single = |r: Result<String, Failure>| match r {
-            Ok(sig) => (
-                Map::from_iter([(kind.result_field().to_owned(), Value::String(sig))]),
-                Vec::new(),
-                Outcome::Signed,
-            ),
-            Err(f) => (Map::new(), vec![f.message], f.class),
-        };
-        let text = |k: &str| body.get(k).and_then(Value::as_str).unwrap_or_default();
-        let key_name = body.get("sig_keyname").and_then(Value::as_str);
-        // An empty repo (pubtools-sign sends "" for blobs) names none.
-        let repo = body
-            .get("repo")
-            .and_then(Value::as_str)
-            .filter(|r| !r.is_empty());
-        let sign =
-            |mode, data| self.sign_with(kind, text("sig_key_id"), key_name, mode, data, who, repo);
-        match kind {
-            RequestType::Container => {
-                let digest = text("manifest_digest");
-                if let Some(p) = props.get("manifest_digest").and_then(Value::as_str) {
-                    if p != digest {
-                        return single(Err(Failure::new(
-                            Outcome::Claim,
-                            format!(
-                                "manifest_digest property {p} differs from the body's {digest}"
-                            ),
-                        )));
-                    }
-                }
-                let claim = match checked_claim(text("claim_file"), digest, text("repo")) {
-                    Ok((bytes, _)) => bytes,
-                    Err(e) => return single(Err(e)),
-                };
-                single(sign(SignMode::Normal, claim).await)
-            }
-            RequestType::ClearSign => match decode("data", text("data")).and_then(not_a_claim) {
-                Ok(data) => single(sign(SignMode::Clear, data).await),
-                Err(e) => single(Err(e)),
-            },
-            RequestType::Blob => match decode("artifact", text("artifact")).and_then(not_a_claim) {
-                Ok(data) => single(sign(SignMode::Detached { armor: false }, data).await),
-                Err(e) => single(Err(e)),
-            },
-            RequestType::Batch => self.batch(body, who).await,
-        }
-    }
-
-    /// Resolves the key a request names, checks `who` may use it for a `kind` request naming `repo`, and signs
-    /// `data` with it, trying again (up to `signing.attempts` in all) when the signer fails; the result is base64.
-    #[allow(clippy::too_many_arguments)]
-    async fn sign_with(
-        &self,
-        kind: RequestType,
-        key_id: &str,
-        key_name: Option<&str>,
-        mode: SignMode,
-        mut data: Vec<u8>,
-        who: &Identity,
-        repo: Option<&str>,
-    ) -> Result<String, Failure> {
-        let key = self
-            .keys
-            .lookup(Some(key_id), key_name)
-            .map_err(|e| Failure::new(Outcome::Key, e.to_string()))?;
-        self.authorizer
-            .check(who, kind, &key.fingerprint, key.label(), repo)
-            .map_err(|m| Failure::new(Outcome::Forbidden, m))?;
-        let mut attempt = 1;
-        loop {
-            let last = attempt >= self.sign_attempts;
-            let input = if last {
-                std::mem::take(&mut data)
-            } else {
-                data.clone()
-            };
-            let started = Instant::now();
-            let signed = self.signer.sign(&key.fingerprint, mode, input).await;
-            self.metrics
-                .signing_seconds
-                .observe(started.elapsed().as_secs_f64());
-            match signed {
-                Ok(sig) => return Ok(STANDARD.encode(sig)),
-                Err(e) if !last && !matches!(e, SignError::Closed) => {
-                    tracing::warn!(error = %e, attempt, "signer failed; trying again");
-                    self.metrics.sign_retries.inc();
-                    tokio::time::sleep(Duration::from_millis(100 * u64::from(attempt))).await;
-                    attempt += 1;
-                }
-                Err(e) => {
-                    tracing::warn!(error = %e, attempt, "signer failed");
-                    self.signer_failed();
-                    return Err(Failure::new(Outcome::Signer, e.to_string()));
-                }
-            }
-        }
-    }
-
-    /// Marks the signer unusable and, unless a re-test is already running, re-tests every configured key in
-    /// the background (with backoff) until all sign again; only then is the server ready again.
-    fn signer_failed(&self) {
-        if !self.health.signer_failed() {
-            return;
-        }
-        tracing::warn!("signer marked unusable; re-testing it before reporting ready again");
-        let (signer, health) = (self.signer.clone(), self.health.clone());
-        let fingerprints: Vec<String> = self
-            .keys
-            .keys()
-            .iter()
-            .map(|k| k.fingerprint.clone())
-            .collect();
-        let retest = async move {
-            let mut wait = Duration::from_millis(200);
-            loop {
-                let mut failed = None;
-                for fpr in &fingerprints {
-                    let test = b"signbus readiness test signature".to_vec();
-                    if let Err(e) = signer.sign(fpr, SignMode::Normal, test).await {
-                        failed = Some(e);
-                        break;
-                    }
-                }
-                match failed {
-                    None => {
-                        health.signer_recovered();
-                        tracing::info!("signer test signatures succeeded; signer usable again");
-                        return;
-                    }
-                    Some(SignError::Closed) => return,
-                    Some(e) => {
-                        tracing::warn!(error = %e, retry_in = ?wait, "signer test signature failed")
-                    }
-                }
-                tokio::time::sleep(wait).await;
-                wait = (wait * 2).min(Duration::from_secs(30));
-            }
-        };
-        let mut background = self.background.lock().unwrap_or_else(|e| e.into_inner());
-        while background.try_join_next().is_some() {}
-        background.spawn(retest.instrument(tracing::info_span!("signer_retest")));
-    }
-
-    /// Every claim × key of a batch, each validated and signed on its own, concurrently, in request order.
-    async fn batch(
-        &self,
-        body: &Map<String, Value>,
-        who: &Identity,
-    ) -> (Map<String, Value>, Vec<String>, Outcome) {
-        let claims = body
-            .get("claims")
-            .and_then(Value::as_array)
-            .cloned()
-            .unwrap_or_default();
-        let mut jobs = Vec::new();
-        for (index, claim) in claims.iter().enumerate() {
-            let text = |k: &str| {
-                claim
-                    .get(k)
-                    .and_then(Value::as_str)
-                    .unwrap_or_default()
-                    .to_owned()
-            };
-            let strings = |k: &str| -> Vec<String> {
-                let items = claim.get(k).and_then(Value::as_array).into_iter().flatten();
-                items.filter_map(Value::as_str).map(str::to_owned).collect()
-            };
-            let checked =
-                checked_claim(&text("claim_file"), &text("manifest_digest"), &text("repo"));
-            let names = strings("sig_keynames");
-            for (k, key_id) in strings("sig_key_ids").into_iter().enumerate() {
-                let key_name = names.get(k).filter(|n| !n.is_empty()).cloned();
-                let (digest, repo, checked) =
-                    (text("manifest_digest"), text("repo"), checked.clone());
-                jobs.push(async move {
-                    let reference = checked.as_ref().ok().map(|(_, r)| r.clone());
-                    let result = match checked {
-                        Ok((bytes, _)) => {
-                            let mode = SignMode::Normal;
-                            let name = key_name.as_deref();
-                            let repo = Some(repo.as_str());
-                            let kind = RequestType::Batch;
-                            self.sign_with(kind, &key_id, name, mode, bytes, who, repo)
-                                .await
-                        }
-                        Err(e) => Err(e),
-                    };
-                    let (signed, errors, outcome) = match result {
-                        Ok(sig) => (Value::String(sig), Vec::new(), Outcome::Signed),
-                        Err(f) => (Value::Null, vec![Value::String(f.message)], f.class),
-                    };
-                    let doc = json!({
-                        "claim_index": index, "sig_key_id": key_id, "sig_keyname": key_name,
-                        "manifest_digest": digest, "repo": repo, "docker_reference": reference,
-                        "signed_claim": signed, "errors": errors,
-                    });
-                    (doc, outcome)
-                });
-            }
-        }
-        let results = futures_util::future::join_all(jobs).await;
-        let outcome = results
-            .iter()
-            .map(|(_, o)| *o)
-            .find(|o| *o != Outcome::Signed)
-            .unwrap_or(Outcome::Signed);
-        let signatures: Vec<Value> = results.into_iter().map(|(doc, _)| doc).collect();
-        let mut errors = Vec::new();
-        for s in &signatures {
-            for e in s["errors"].as_array().into_iter().flatten() {
-                let key = s["sig_key_id"].as_str().unwrap_or_default();
-                errors.push(format!(
-                    "claim {} key {key}: {}",
-                    s["claim_index"],
-                    e.as_str().unwrap_or_default()
-                ));
-            }
-        }
-        let mut fields = Map::new();
-        if errors.is_empty() {
-            let all: Vec<&str> = signatures
-                .iter()
-                .filter_map(|s| s["signed_claim"].as_str())
-                .collect();
-            fields.insert("signed_claim".into(), Value::String(all.join("\n")));
-        }
-        fields.insert("signatures".into(), Value::Array(signatures));
-        (fields, errors, outcome)
-    }
 }
 
-/// The answer for a request: its reply (the request's members, `fields`, `errors`), or a rejection when that
-/// reply would break the reply schema (a request member shadowing one of ours could do that).
-fn finish(
-    request: &Map<String, Value>,
-    kind: RequestType,
-    fields: Map<String, Value>,
-    errors: Vec<String>,
-    outcome: Outcome,
-) -> Answer {
-    let reply = Reply::new(request, kind, fields, errors).into_value();
+/// The body of a message that is not an object (never reached: [`wire::decode_object`] made it one).
+static EMPTY: std::sync::LazyLock<Map<String, Value>> = std::sync::LazyLock::new(Map::new);
+
+fn text_of<'a>(body: &'a Map<String, Value>, member: &str) -> Option<&'a str> {
+    body.get(member).and_then(Value::as_str)
+}
+
+/// The answer for a request: its reply (the request's members, the result, the errors), or a rejection when
+/// that reply would break the reply schema (a request member shadowing one of ours could do that).
+fn finish(request: &Map<String, Value>, kind: RequestType, signed: Signed) -> Answer {
+    let reply = Reply::new(request, kind, signed.fields, signed.errors).into_value();
     match Schema::Reply.validate(&reply) {
         Ok(()) => Answer::Reply {
             body: reply.to_string().into(),
-            outcome,
+            outcome: signed.outcome,
         },
         Err(e) => Answer::Reject {
             reason: format!("reply would not match its schema: {e}"),
@@ -802,31 +337,6 @@ fn parse_created(s: &str) -> Option<SystemTime> {
         .or_else(|_| time::OffsetDateTime::parse(&format!("{s}Z"), &Rfc3339))
         .ok()?;
     Some(t.into())
-}
-
-/// Decodes a base64 member, naming it in the error.
-fn decode(member: &str, b64: &str) -> Result<Vec<u8>, Failure> {
-    STANDARD.decode(b64.as_bytes()).map_err(|e| {
-        Failure::new(
-            Outcome::Encoding,
-            format!("{member} is not valid base64: {e}"),
-        )
-    })
-}
-
-/// Refuses clearsign and blob data that an image-signature verifier would take as an atomic container signature
-/// claim: signing it would make a signature that containers/image (skopeo, podman) accepts for an image,
-/// bypassing every container check. See [`crate::claim::looks_like_claim`].
-fn not_a_claim(data: Vec<u8>) -> Result<Vec<u8>, Failure> {
-    if crate::claim::looks_like_claim(&data) {
-        return Err(Failure::new(
-            Outcome::CrossType,
-            "data is a JSON object with a \"critical\" member, which image verifiers (containers/image: \
-             skopeo, podman) would accept as an atomic container signature claim; not signed (image \
-             signatures are made by container_signature requests, whose claims the server checks)",
-        ));
-    }
-    Ok(data)
 }
 
 /// The span every log line about one request is written in.
@@ -849,32 +359,13 @@ fn request_span(
     )
 }
 
-/// Decodes and strictly parses a claim, and checks it names `digest` and a reference inside `repo`.
-/// Returns the exact claim bytes (what gets signed) and the claim's docker reference.
-fn checked_claim(claim_file: &str, digest: &str, repo: &str) -> Result<(Vec<u8>, String), Failure> {
-    let bytes = decode("claim_file", claim_file)?;
-    let claim = Claim::parse(&bytes).map_err(|e| Failure::new(Outcome::Claim, e.to_string()))?;
-    let fail = |m: String| Err(Failure::new(Outcome::Claim, m));
-    if claim.manifest_digest() != digest {
-        return fail(format!(
-            "claim names manifest digest {} but the request's manifest_digest is {digest}",
-            claim.manifest_digest()
-        ));
-    }
-    if !claim.reference().path_matches(repo) {
-        return fail(format!(
-            "claim names {} which is not in the request's repo {repo:?}",
-            claim.docker_reference()
-        ));
-    }
-    Ok((bytes, claim.docker_reference().to_owned()))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::signing::ResolvedKey;
+    use crate::signing::{ResolvedKey, SignError, SignMode};
+    use serde_json::json;
     use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::time::Instant;
 
     /// Fails its first `failures` signatures with a gpg error, then signs (returns the data).
     struct Flaky {
@@ -919,9 +410,7 @@ mod tests {
              signing: {{keys: [{{id: k}}]}}}}"
         ))
         .unwrap();
-        let h = Handler::new(signer, keys, &cfg)
-            .unwrap()
-            .with_health(health.clone());
+        let h = Handler::new(signer, keys, &cfg, Default::default(), health.clone()).unwrap();
         (h, health)
     }
 
@@ -966,13 +455,17 @@ mod tests {
     async fn a_repeated_request_gets_the_same_reply_and_a_reused_id_is_refused() {
         let (h, _) = handler(0);
         let m = clearsign(props("clearsign_signature"));
-        let (o1, first) = reply_of(h.handle(&m).await);
-        let (o2, again) = reply_of(h.handle(&m).await);
+        let (o1, first) = reply_of(h.handle(&m, Origin::Broker).await);
+        let (o2, again) = reply_of(h.handle(&m, Origin::Broker).await);
         assert_eq!((o1, o2), (Outcome::Signed, Outcome::Signed));
         assert_eq!(first, again, "the same reply, signature included");
-        assert_eq!(h.signer.calls.load(Ordering::SeqCst), 1, "signed once");
+        assert_eq!(
+            h.signatory.signer().calls.load(Ordering::SeqCst),
+            1,
+            "signed once"
+        );
         let other = with(m, "data", Value::String("b3RoZXI=".into()));
-        let (o, msg) = reply_of(h.handle(&other).await);
+        let (o, msg) = reply_of(h.handle(&other, Origin::Broker).await);
         assert_eq!(o, Outcome::Conflict);
         assert!(msg["signed_data"].is_null());
         let e = msg["errors"][0].as_str().unwrap();
@@ -980,7 +473,7 @@ mod tests {
             e.contains("\"r1\" was already used for a different request"),
             "{e}"
         );
-        assert_eq!(h.signer.calls.load(Ordering::SeqCst), 1);
+        assert_eq!(h.signatory.signer().calls.load(Ordering::SeqCst), 1);
     }
 
     #[tokio::test]
@@ -991,7 +484,7 @@ mod tests {
             "created",
             Value::String("2020-01-01T00:00:00.000000Z".into()),
         );
-        let (o, msg) = reply_of(h.handle(&old).await);
+        let (o, msg) = reply_of(h.handle(&old, Origin::Broker).await);
         assert_eq!(o, Outcome::Expired);
         assert!(
             msg["errors"][0].as_str().unwrap().contains("expired"),
@@ -999,7 +492,7 @@ mod tests {
         );
         let mut late = with_id(clearsign(props("clearsign_signature")), "late");
         late.expires_at = Some(SystemTime::now() - Duration::from_secs(2));
-        let (o, msg) = reply_of(h.handle(&late).await);
+        let (o, msg) = reply_of(h.handle(&late, Origin::Broker).await);
         assert_eq!(o, Outcome::Expired);
         assert!(
             msg["errors"][0].as_str().unwrap().contains("deadline"),
@@ -1007,13 +500,16 @@ mod tests {
         );
         let mut in_time = with_id(clearsign(props("clearsign_signature")), "in-time");
         in_time.expires_at = Some(SystemTime::now() + Duration::from_secs(60));
-        assert_eq!(reply_of(h.handle(&in_time).await).0, Outcome::Signed);
+        assert_eq!(
+            reply_of(h.handle(&in_time, Origin::Broker).await).0,
+            Outcome::Signed
+        );
         let big = with(
             with_id(clearsign(props("clearsign_signature")), "big"),
             "data",
             Value::String("QUFB".repeat(300_000)),
         );
-        let (o, msg) = reply_of(h.handle(&big).await);
+        let (o, msg) = reply_of(h.handle(&big, Origin::Broker).await);
         assert_eq!(o, Outcome::TooLarge);
         assert!(
             msg["errors"][0]
@@ -1024,7 +520,7 @@ mod tests {
         );
         let mut again = with_id(clearsign(props("clearsign_signature")), "again");
         again.delivery_count = 5;
-        let (o, msg) = reply_of(h.handle(&again).await);
+        let (o, msg) = reply_of(h.handle(&again, Origin::Broker).await);
         assert_eq!(o, Outcome::Redelivered);
         assert!(
             msg["errors"][0]
@@ -1038,9 +534,12 @@ mod tests {
             "created",
             Value::String("yesterday".into()),
         );
-        assert_eq!(reply_of(h.handle(&bad_time).await).0, Outcome::Schema);
         assert_eq!(
-            h.signer.calls.load(Ordering::SeqCst),
+            reply_of(h.handle(&bad_time, Origin::Broker).await).0,
+            Outcome::Schema
+        );
+        assert_eq!(
+            h.signatory.signer().calls.load(Ordering::SeqCst),
             1,
             "only in-time was signed"
         );
@@ -1049,14 +548,24 @@ mod tests {
     #[tokio::test]
     async fn a_briefly_failing_signer_is_tried_again_and_its_error_is_not_kept() {
         let (h, _) = handler(1);
-        let (o, _) = reply_of(h.handle(&clearsign(props("clearsign_signature"))).await);
+        let (o, _) = reply_of(
+            h.handle(&clearsign(props("clearsign_signature")), Origin::Broker)
+                .await,
+        );
         assert_eq!(o, Outcome::Signed, "the second attempt signs");
         let (h, _) = handler(3);
         let m = clearsign(props("clearsign_signature"));
-        assert_eq!(reply_of(h.handle(&m).await).0, Outcome::Signer);
-        assert_eq!(h.signer.calls.load(Ordering::SeqCst), 3, "three attempts");
+        assert_eq!(
+            reply_of(h.handle(&m, Origin::Broker).await).0,
+            Outcome::Signer
+        );
+        assert_eq!(
+            h.signatory.signer().calls.load(Ordering::SeqCst),
+            3,
+            "three attempts"
+        );
         // Not remembered: a resend is signed (the signer works again by now).
-        let (o, _) = reply_of(h.handle(&m).await);
+        let (o, _) = reply_of(h.handle(&m, Origin::Broker).await);
         assert_eq!(o, Outcome::Signed);
     }
 
@@ -1072,11 +581,11 @@ mod tests {
             properties: props("batch"),
             ..Default::default()
         };
-        let (o, msg) = reply_of(h.handle(&m).await);
+        let (o, msg) = reply_of(h.handle(&m, Origin::Broker).await);
         assert_eq!(o, Outcome::Schema);
         let e = msg["errors"][0].as_str().unwrap();
         assert!(e.contains("/claims") && e.contains("10000"), "{e}");
-        assert_eq!(h.signer.calls.load(Ordering::SeqCst), 0);
+        assert_eq!(h.signatory.signer().calls.load(Ordering::SeqCst), 0);
     }
 
     fn props(mtype: &str) -> Map<String, Value> {
@@ -1086,7 +595,9 @@ mod tests {
     #[tokio::test]
     async fn a_signer_error_makes_the_server_unready_until_a_test_signature_succeeds() {
         let (h, health) = handler(3);
-        let handled = h.handle(&clearsign(props("clearsign_signature"))).await;
+        let handled = h
+            .handle(&clearsign(props("clearsign_signature")), Origin::Broker)
+            .await;
         assert!(matches!(
             handled.decision,
             Decision::Reply {
@@ -1105,8 +616,10 @@ mod tests {
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
         // Two failed re-tests, then one good one.
-        assert_eq!(h.signer.calls.load(Ordering::SeqCst), 4);
-        let handled = h.handle(&clearsign(props("clearsign_signature"))).await;
+        assert_eq!(h.signatory.signer().calls.load(Ordering::SeqCst), 4);
+        let handled = h
+            .handle(&clearsign(props("clearsign_signature")), Origin::Broker)
+            .await;
         assert!(matches!(
             handled.decision,
             Decision::Reply {
@@ -1124,7 +637,7 @@ mod tests {
             .unwrap()
             .replace("89ABCDEF01234567", "FFFFFFFF")
             .into_bytes();
-        let handled = h.handle(&m).await;
+        let handled = h.handle(&m, Origin::Broker).await;
         assert_eq!(handled.key, "unknown");
         assert!(matches!(
             handled.decision,
@@ -1134,7 +647,10 @@ mod tests {
             }
         ));
         let handled = h
-            .handle(&with_id(clearsign(props("no_such_type")), "r2"))
+            .handle(
+                &with_id(clearsign(props("no_such_type")), "r2"),
+                Origin::Broker,
+            )
             .await;
         assert_eq!(handled.kind, "unknown");
         assert!(matches!(
@@ -1145,10 +661,13 @@ mod tests {
             }
         ));
         let handled = h
-            .handle(&IncomingMessage {
-                body: b"not json".to_vec(),
-                ..Default::default()
-            })
+            .handle(
+                &IncomingMessage {
+                    body: b"not json".to_vec(),
+                    ..Default::default()
+                },
+                Origin::Broker,
+            )
             .await;
         assert!(matches!(
             handled.decision,
@@ -1165,7 +684,9 @@ mod tests {
         let mut p = props("clearsign_signature");
         let tp = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
         p.insert("traceparent".into(), Value::String(tp.into()));
-        let Decision::Reply { message, outcome } = h.handle(&clearsign(p)).await.decision else {
+        let Decision::Reply { message, outcome } =
+            h.handle(&clearsign(p), Origin::Broker).await.decision
+        else {
             panic!("no reply")
         };
         assert_eq!(outcome, Outcome::Signed);

@@ -11,16 +11,21 @@ pub mod authorize;
 pub mod endpoints;
 pub mod handler;
 pub mod health;
+pub mod outcome;
 pub mod recent;
+pub mod refusal;
 pub mod reply_address;
+mod requests;
+pub mod signatory;
 pub mod trace_context;
 
 use crate::config::ServerConfig;
 use crate::metrics::Metrics;
 use crate::signing::Signer;
 use crate::transport::{self, Delivery, Settlement, Transport, TransportError};
-use handler::{Decision, Handler, RejectReason};
+use handler::{Handler, Origin};
 use health::Health;
+use outcome::{Decision, RejectReason};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::sync::Semaphore;
@@ -30,7 +35,7 @@ use tracing::Instrument;
 
 /// The `outcome` label of a request rejected for the broker to dead-letter (besides the answered [`Outcome`]s).
 ///
-/// [`Outcome`]: handler::Outcome
+/// [`Outcome`]: outcome::Outcome
 pub const REJECTED: &str = "rejected";
 /// The `outcome` label of a request given back to the broker unanswered (lost connection, end of the grace
 /// period).
@@ -276,12 +281,12 @@ async fn process<S: Signer, T: Transport>(
     broken: &CancellationToken,
 ) {
     let mut tally = InFlight::start(metrics, handler::type_label(&delivery.message().properties));
-    let handler::Handled {
+    let outcome::Handled {
         decision,
         kind,
         key,
         span,
-    } = handler.handle(delivery.message()).await;
+    } = handler.handle(delivery.message(), Origin::Broker).await;
     tally.kind = kind;
     tally.key = key;
     let settle = async move {

@@ -12,7 +12,7 @@
 
 use super::keys::{KeyConfig, KeyRing, Passphrases, ResolvedKey};
 use super::secret::Passphrase;
-use super::{SignError, SignMode, Signer};
+use super::{KeyError, SignError, SignMode, Signer};
 use gpgme::{Context, PinentryMode, Protocol};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -51,14 +51,14 @@ fn new_context(home: Option<&Path>) -> Result<Context, String> {
 
 /// Resolves every configured key to exactly one usable secret key in `home` (the gpg home directory;
 /// `None` = gpg's default).
-pub fn resolve_keys(home: Option<&Path>, configs: &[KeyConfig]) -> Result<KeyRing, SignError> {
-    let mut ctx = new_context(home).map_err(|reason| SignError::BadConfiguredKey {
+pub fn resolve_keys(home: Option<&Path>, configs: &[KeyConfig]) -> Result<KeyRing, KeyError> {
+    let mut ctx = new_context(home).map_err(|reason| KeyError::BadConfigured {
         id: String::new(),
         reason,
     })?;
     let mut resolved = Vec::new();
     for c in configs {
-        let bad = |reason: String| SignError::BadConfiguredKey {
+        let bad = |reason: String| KeyError::BadConfigured {
             id: c.id.clone(),
             reason,
         };
@@ -103,11 +103,11 @@ pub fn resolve_keys(home: Option<&Path>, configs: &[KeyConfig]) -> Result<KeyRin
 fn forget_cached_passphrases(
     home: Option<&Path>,
     fingerprints: &[&String],
-) -> Result<(), SignError> {
+) -> Result<(), KeyError> {
     if fingerprints.is_empty() {
         return Ok(());
     }
-    let bad = |fpr: &str, reason: String| SignError::BadConfiguredKey {
+    let bad = |fpr: &str, reason: String| KeyError::BadConfigured {
         id: fpr.to_owned(),
         reason,
     };
@@ -267,10 +267,11 @@ fn worker(
         let mut ctx = match made {
             Ok(c) => c,
             Err(reason) => {
-                let _ = ready.send(Err(SignError::BadConfiguredKey {
+                let _ = ready.send(Err(KeyError::BadConfigured {
                     id: fpr.clone(),
                     reason,
-                }));
+                }
+                .into()));
                 return;
             }
         };
@@ -278,10 +279,11 @@ fn worker(
         let passphrase = passphrases.get(fpr);
         if let Err(e) = sign_with(&mut ctx, fpr, SignMode::Normal, test, passphrase) {
             let e = match e {
-                SignError::Gpg { reason, .. } => SignError::BadConfiguredKey {
+                SignError::Gpg { reason, .. } => KeyError::BadConfigured {
                     id: fpr.clone(),
                     reason: format!("start-up test signature failed: {reason}"),
-                },
+                }
+                .into(),
                 other => other,
             };
             let _ = ready.send(Err(e));
@@ -308,7 +310,7 @@ fn worker(
                 let passphrase = passphrases.get(&job.fingerprint);
                 sign_with(ctx, &job.fingerprint, job.mode, &job.data, passphrase)
             }
-            None => Err(SignError::UnknownKey(job.fingerprint.clone())),
+            None => Err(KeyError::Unknown(job.fingerprint.clone()).into()),
         };
         busy.fetch_sub(1, Ordering::Relaxed);
         let _ = job.reply.send(result);

@@ -6,7 +6,7 @@
 //! not in the configuration are never used, whatever the keyring holds.
 
 use super::secret::{passphrase_path, Passphrase};
-use super::SignError;
+use super::KeyError;
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -42,10 +42,10 @@ pub fn load_passphrases(
     configs: &[KeyConfig],
     keys: &KeyRing,
     credentials_dir: Option<&Path>,
-) -> Result<Passphrases, SignError> {
+) -> Result<Passphrases, KeyError> {
     let mut out = Passphrases::new();
     for (c, k) in configs.iter().zip(keys.keys()) {
-        let bad = |e: super::secret::SecretError| SignError::BadConfiguredKey {
+        let bad = |e: super::secret::SecretError| KeyError::BadConfigured {
             id: c.id.clone(),
             reason: e.to_string(),
         };
@@ -97,11 +97,11 @@ pub struct KeyRing {
 
 impl KeyRing {
     /// A ring of already-resolved keys. Fails if a name or alias is used twice or a fingerprint repeats.
-    pub fn new(keys: Vec<ResolvedKey>) -> Result<Self, SignError> {
+    pub fn new(keys: Vec<ResolvedKey>) -> Result<Self, KeyError> {
         for (i, k) in keys.iter().enumerate() {
             for other in &keys[..i] {
                 if other.fingerprint == k.fingerprint {
-                    return Err(SignError::BadConfiguredKey {
+                    return Err(KeyError::BadConfigured {
                         id: k.fingerprint.clone(),
                         reason: "listed twice".into(),
                     });
@@ -111,7 +111,7 @@ impl KeyRing {
                     .into_iter()
                     .find(|n| other.name.as_ref() == Some(*n) || other.aliases.contains(n))
                 {
-                    return Err(SignError::BadConfiguredKey {
+                    return Err(KeyError::BadConfigured {
                         id: k.fingerprint.clone(),
                         reason: format!(
                             "name or alias {n:?} is already used by {}",
@@ -130,12 +130,12 @@ impl KeyRing {
     }
 
     /// The one key named by `token` (hex id suffix, name or alias).
-    pub fn find(&self, token: &str) -> Result<&ResolvedKey, SignError> {
+    pub fn find(&self, token: &str) -> Result<&ResolvedKey, KeyError> {
         let hits: Vec<&ResolvedKey> = self.keys.iter().filter(|k| k.matches(token)).collect();
         match hits.as_slice() {
             [one] => Ok(one),
-            [] => Err(SignError::UnknownKey(token.to_owned())),
-            many => Err(SignError::AmbiguousKey {
+            [] => Err(KeyError::Unknown(token.to_owned())),
+            many => Err(KeyError::Ambiguous {
                 query: token.to_owned(),
                 candidates: many
                     .iter()
@@ -152,7 +152,7 @@ impl KeyRing {
         &self,
         key_id: Option<&str>,
         key_name: Option<&str>,
-    ) -> Result<&ResolvedKey, SignError> {
+    ) -> Result<&ResolvedKey, KeyError> {
         let key_id = key_id.filter(|s| !s.is_empty());
         let key_name = key_name.filter(|s| !s.is_empty());
         match (key_id, key_name) {
@@ -160,7 +160,7 @@ impl KeyRing {
                 let a = self.find(id)?;
                 let b = self.find(name)?;
                 if a.fingerprint != b.fingerprint {
-                    return Err(SignError::KeyMismatch {
+                    return Err(KeyError::Mismatch {
                         key_id: id.into(),
                         key_name: name.into(),
                     });
@@ -168,7 +168,7 @@ impl KeyRing {
                 Ok(a)
             }
             (Some(t), None) | (None, Some(t)) => self.find(t),
-            (None, None) => Err(SignError::UnknownKey(String::new())),
+            (None, None) => Err(KeyError::Unknown(String::new())),
         }
     }
 }
@@ -228,16 +228,16 @@ mod tests {
         let r = ring();
         assert!(matches!(
             r.find("23456789"),
-            Err(SignError::AmbiguousKey { .. })
+            Err(KeyError::Ambiguous { .. })
         ));
-        assert!(matches!(r.find("deadbeef"), Err(SignError::UnknownKey(_))));
+        assert!(matches!(r.find("deadbeef"), Err(KeyError::Unknown(_))));
         assert!(
-            matches!(r.find("1111"), Err(SignError::UnknownKey(_))),
+            matches!(r.find("1111"), Err(KeyError::Unknown(_))),
             "4 hex digits is not an id"
         );
         assert!(matches!(
             r.lookup(Some("11110000"), Some("ed")),
-            Err(SignError::KeyMismatch { .. })
+            Err(KeyError::Mismatch { .. })
         ));
         assert!(r.lookup(None, None).is_err());
         let dup = vec![

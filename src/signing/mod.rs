@@ -25,28 +25,45 @@ pub enum SignMode {
     Detached { armor: bool },
 }
 
+/// Why a key named in a request or in the configuration cannot be used. Retrying never helps: the request or
+/// the configuration must change.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum KeyError {
+    /// No configured key matches: the request names a key this server does not hold.
+    #[error("unknown signing key {0:?}: not one of the keys this server is configured to use")]
+    Unknown(String),
+    /// More than one configured key matches: use a longer id or a key name.
+    #[error("signing key {query:?} is ambiguous: it matches {candidates}")]
+    Ambiguous { query: String, candidates: String },
+    /// Key id and key name resolve to different keys.
+    #[error("sig_key_id {key_id:?} and sig_keyname {key_name:?} name different keys")]
+    Mismatch { key_id: String, key_name: String },
+    /// A key in the configuration cannot be used (missing, not a signing key, expired, revoked). Fix the config.
+    #[error("configured key {id:?} is unusable: {reason}")]
+    BadConfigured { id: String, reason: String },
+}
+
 /// Why a signature was not made.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum SignError {
-    /// No configured key matches. Retrying will not help: the request names a key this server does not hold.
-    #[error("unknown signing key {0:?}: not one of the keys this server is configured to use")]
-    UnknownKey(String),
-    /// More than one configured key matches. Retrying will not help: use a longer id or a key name.
-    #[error("signing key {query:?} is ambiguous: it matches {candidates}")]
-    AmbiguousKey { query: String, candidates: String },
-    /// Key id and key name resolve to different keys. Retrying will not help.
-    #[error("sig_key_id {key_id:?} and sig_keyname {key_name:?} name different keys")]
-    KeyMismatch { key_id: String, key_name: String },
-    /// A key in the configuration cannot be used (missing, not a signing key, expired, revoked). Fix the config.
-    #[error("configured key {id:?} is unusable: {reason}")]
-    BadConfiguredKey { id: String, reason: String },
+    /// The key cannot be used. Retrying will not help.
+    #[error(transparent)]
+    Key(#[from] KeyError),
     /// gpg failed to sign. Retrying may help (agent restarted, transient resource shortage).
     #[error("gpg failed to sign with {fingerprint}: {reason}")]
     Gpg { fingerprint: String, reason: String },
     /// The signing pool has shut down. Retry on another server.
     #[error("signing pool is shut down")]
     Closed,
+}
+
+impl SignError {
+    /// Whether trying the same signature again on this server may succeed.
+    pub fn is_retryable(&self) -> bool {
+        matches!(self, SignError::Gpg { .. })
+    }
 }
 
 /// Something that can make OpenPGP signatures with keys named by full fingerprint.

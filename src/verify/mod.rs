@@ -398,9 +398,9 @@ fn check_one(
         }
     };
     v.identity = Some(claim.docker_reference().to_owned());
-    v.signed_digest = Some(claim.manifest_digest().to_owned());
+    v.signed_digest = Some(claim.manifest_digest().to_string());
     // 3. The digest.
-    if !digest.matches(claim.manifest_digest()) {
+    if !digest.matches(claim.manifest_digest().as_str()) {
         v.reason = format!(
             "signed digest {} does not match the image digest {}",
             claim.manifest_digest(),

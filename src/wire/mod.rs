@@ -1,15 +1,17 @@
 //! The wire format both ends share: typed request and reply messages and their JSON Schemas.
 //!
 //! Every message on the bus is JSON text with AMQP application properties beside it. [`schema`] holds the
-//! compiled-in schemas of `schemas/`; [`container`] the container request; [`reply`] the reply envelope. This
+//! compiled-in schemas of `schemas/`; [`request`] the typed requests ([`container`] the container one); [`reply`] the reply envelope. This
 //! module does no I/O and knows nothing of AMQP or gpg.
 
 pub mod container;
 pub mod reply;
+pub mod request;
 pub mod schema;
 
 pub use container::ContainerRequest;
 pub use reply::Reply;
+pub use request::{BatchClaim, BatchRequest, BlobRequest, ClearSignRequest, Request, ShapeError};
 pub use schema::{Schema, SchemaError};
 
 use serde_json::{Map, Value};
