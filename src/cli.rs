@@ -226,7 +226,7 @@ async fn serve(a: ServeArgs) -> Result<i32> {
         LogFormat::Auto => !std::io::stderr().is_terminal(),
     };
     init_logging(&a.log_level, json);
-    let cfg = ServerConfig::load(&a.config)?;
+    let cfg = ServerConfig::load(&a.config, ServerConfig::env_overrides())?;
     // Bind first: a listener address that is taken stops the start before the pool spends time.
     let listener = match (&a.replay, cfg.metrics.listen) {
         (None, Some(addr)) => Some(
@@ -450,7 +450,7 @@ fn load_section(
 ) -> Result<(requester::MsgSignerConfig, String)> {
     let home = std::env::var_os("HOME").map(PathBuf::from);
     let path = requester::config::locate(config_file, home.as_deref())?;
-    let file = RequesterConfig::load(&path)?;
+    let file = RequesterConfig::load(&path, |v| std::env::var(v).ok())?;
     let cfg = if batch { file.batch()? } else { file.single()? }.clone();
     let creator = creator(&cfg, requester)?;
     Ok((cfg, creator))

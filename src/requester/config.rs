@@ -149,13 +149,13 @@ pub fn substitute(text: &str, env: impl Fn(&str) -> Option<String>) -> Result<St
 }
 
 impl RequesterConfig {
-    /// Loads `path`, substituting `${VAR}` from the process environment.
-    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+    /// Loads `path`, substituting `${VAR}` with `env(VAR)` (the binary passes the process environment).
+    pub fn load(path: &Path, env: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
         let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Io {
             path: path.display().to_string(),
             source,
         })?;
-        Self::parse(&text, path, |v| std::env::var(v).ok())
+        Self::parse(&text, path, env)
     }
 
     /// Parses config text.

@@ -3,6 +3,7 @@
 //! Template values come from the requester, so they are checked: a value that could change the shape of the
 //! address (`/`, wildcards, whitespace, braces) is refused rather than escaped.
 
+use crate::wire::template::{placeholders, TemplateError};
 use serde_json::{Map, Value};
 
 /// Why no reply address could be made.
@@ -10,8 +11,8 @@ use serde_json::{Map, Value};
 #[non_exhaustive]
 pub enum AddressError {
     /// The template has an unclosed `{` or an empty `{}`.
-    #[error("malformed template {0:?}")]
-    Template(String),
+    #[error(transparent)]
+    Template(#[from] TemplateError),
     /// The template names a member the request lacks.
     #[error("reply address template needs {0:?}, which the request does not carry")]
     Missing(String),
@@ -21,32 +22,6 @@ pub enum AddressError {
     /// Neither reply-to nor a template.
     #[error("the request has no reply-to and the server has no reply_to template")]
     Nowhere,
-}
-
-/// Checks a template's syntax.
-pub fn check_template(t: &str) -> Result<(), AddressError> {
-    placeholders(t).map(|_| ())
-}
-
-fn placeholders(t: &str) -> Result<Vec<(usize, usize)>, AddressError> {
-    let mut out = Vec::new();
-    let mut i = 0;
-    while let Some(open) = t[i..].find('{').map(|o| o + i) {
-        let close = t[open..]
-            .find('}')
-            .map(|c| c + open)
-            .ok_or_else(|| AddressError::Template(t.into()))?;
-        let name = &t[open + 1..close];
-        if name.is_empty() || name.contains('{') {
-            return Err(AddressError::Template(t.into()));
-        }
-        out.push((open, close));
-        i = close + 1;
-    }
-    if t[i..].contains('}') {
-        return Err(AddressError::Template(t.into()));
-    }
-    Ok(out)
 }
 
 fn safe(v: &str) -> bool {
@@ -147,7 +122,7 @@ mod tests {
             Err(AddressError::Nowhere)
         ));
         for bad in ["q.{x", "q.{}", "q.}x", "{a{b}"] {
-            assert!(check_template(bad).is_err(), "{bad}");
+            assert!(crate::wire::template::check_template(bad).is_err(), "{bad}");
         }
     }
 }

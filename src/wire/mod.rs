@@ -8,6 +8,7 @@ pub mod container;
 pub mod reply;
 pub mod request;
 pub mod schema;
+pub mod template;
 
 pub use container::ContainerRequest;
 pub use reply::Reply;

@@ -4,7 +4,9 @@
 //! as `SIGNBUS_BROKER__URLS`), refuses unknown keys by name, and validates what types cannot express. Nothing
 //! else in the crate reads files or environment variables for configuration.
 
-use crate::server::authorize::AuthorizationConfig;
+pub mod authorization;
+
+use authorization::AuthorizationConfig;
 use crate::signing::KeyConfig;
 use crate::transport::BrokerConfig;
 use figment::providers::{Env, Format, Yaml};
@@ -181,8 +183,21 @@ pub struct ConfigError {
 }
 
 impl ServerConfig {
-    /// Loads `path` (YAML) with `SIGNBUS_` environment overrides, then validates.
-    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+    /// The environment overrides the binary applies over the file: `SIGNBUS_` variables for the broker's URLs and
+    /// credentials (`SIGNBUS_BROKER__URLS`, …). Only the binary's edge calls this; the library reads no
+    /// environment.
+    pub fn env_overrides() -> Env {
+        Env::prefixed("SIGNBUS_").split("__").only(&[
+            "broker.urls",
+            "broker.sasl",
+            "broker.username",
+            "broker.password",
+        ])
+    }
+
+    /// Loads `path` (YAML) with `overrides` merged over it (the binary passes [`ServerConfig::env_overrides`]),
+    /// then validates.
+    pub fn load(path: &Path, overrides: impl figment::Provider) -> Result<Self, ConfigError> {
         let err = |message: String| ConfigError {
             path: path.display().to_string(),
             message,
@@ -192,12 +207,7 @@ impl ServerConfig {
         }
         let cfg: ServerConfig = Figment::new()
             .merge(Yaml::file(path))
-            .merge(Env::prefixed("SIGNBUS_").split("__").only(&[
-                "broker.urls",
-                "broker.sasl",
-                "broker.username",
-                "broker.password",
-            ]))
+            .merge(overrides)
             .extract()
             .map_err(|e| err(e.to_string()))?;
         cfg.validate().map_err(err)?;
@@ -232,7 +242,7 @@ impl ServerConfig {
             return Err("signing.keys must list at least one key".into());
         }
         if let Some(t) = &self.server.reply_to {
-            crate::server::reply_address::check_template(t)
+            crate::wire::template::check_template(t)
                 .map_err(|e| format!("server.reply_to: {e}"))?;
         }
         if self.server.max_message_bytes < 1024 {
