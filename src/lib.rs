@@ -13,6 +13,7 @@ pub mod cert;
 pub mod claim;
 pub mod config;
 pub mod digest;
+mod layers;
 pub mod metrics;
 pub mod reference;
 pub mod requester;

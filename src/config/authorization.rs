@@ -37,4 +37,3 @@ pub struct Grant {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub types: Option<Vec<RequestType>>,
 }
-

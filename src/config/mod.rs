@@ -6,9 +6,9 @@
 
 pub mod authorization;
 
-use authorization::AuthorizationConfig;
 use crate::signing::KeyConfig;
 use crate::transport::BrokerConfig;
+use authorization::AuthorizationConfig;
 use figment::providers::{Env, Format, Yaml};
 use figment::Figment;
 use serde::{Deserialize, Serialize};
