@@ -1,8 +1,6 @@
 //! The `signbus` binary: parses the command line (honouring pubtools-sign command names) and runs it.
 
 mod cli;
-mod cli_docs;
-mod cli_verify;
 
 use clap::Parser;
 

@@ -9,6 +9,7 @@
 pub mod config;
 pub mod output;
 pub mod prepare;
+pub mod received;
 
 pub use prepare::{
     prepare_batch, prepare_blob, prepare_clearsign, prepare_container, Common, ContainerSignInput,

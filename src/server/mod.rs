@@ -14,6 +14,7 @@ pub mod health;
 pub mod outcome;
 pub mod recent;
 pub mod refusal;
+pub mod replay;
 pub mod reply_address;
 mod requests;
 pub mod signatory;
