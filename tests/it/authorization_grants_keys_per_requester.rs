@@ -3,11 +3,9 @@
 //! trusts it (a forged user-id is refused by the broker itself), and otherwise the request's `requested_by`,
 //! logged as unauthenticated.
 
-use crate::support::common;
-
+use crate::support::*;
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
-use common::*;
 use serde_json::{json, Value};
 
 const DIGEST: &str = "sha256:5feceb66ffc86f38d952786c6d696c79c2dbc239dd4e91b46729d73a27fb57e9";
@@ -188,22 +186,13 @@ async fn only_granted_keys_sign_for_the_authenticated_or_declared_requester() {
     let cli = |key: &str, repo: &str| {
         let reference = format!("registry.example.com/{repo}:1");
         let task = unique("cli");
-        let args = [
-            "msg-container-sign",
-            "--signing-key",
-            key,
-            "--task-id",
-            &task,
-            "--requester",
-            "tester",
-            "--config-file",
-            conf.to_str().unwrap(),
-            "--digest",
-            DIGEST,
-            "--reference",
-            &reference,
-        ];
-        let (code, stdout, stderr) = run_cmd(&signbus_bin(), &args);
+        let (code, stdout, stderr) = Args::new("msg-container-sign")
+            .opt("--signing-key", key)
+            .opt("--task-id", &task)
+            .opt("--requester", "tester")
+            .opt("--config-file", &conf)
+            .image(DIGEST, &reference)
+            .run();
         (
             code,
             serde_json::from_str::<Value>(&stdout).unwrap_or_else(|_| {

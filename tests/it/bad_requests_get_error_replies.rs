@@ -1,11 +1,9 @@
 //! Every invalid request gets an error reply that names the problem and carries no signature; a message that
 //! cannot be answered at all is dead-lettered by the broker, not dropped.
 
-use crate::support::common;
-
+use crate::support::*;
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
-use common::*;
 use serde_json::{json, Map, Value};
 use std::time::Duration;
 

@@ -4,9 +4,7 @@
 //!
 //! This test restarts the shared test broker, so testenv/test.sh runs it on its own, after the other tests.
 
-use crate::support::common;
-
-use common::*;
+use crate::support::*;
 use std::time::Duration;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -2,11 +2,9 @@
 //! pubtools-sign's flags and config file, prints its JSON shape or `--raw` lines, and exits 1 with a reason
 //! when anything failed or timed out.
 
-use crate::support::common;
-
+use crate::support::*;
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
-use common::*;
 use serde_json::Value;
 
 const DIGEST: &str = "sha256:5feceb66ffc86f38d952786c6d696c79c2dbc239dd4e91b46729d73a27fb57e9";
@@ -17,37 +15,21 @@ fn json_raw_and_symlinked_invocations_sign_and_exit_zero() {
     let env = &bed.env;
     let dir = tempfile::tempdir().unwrap();
     let cfg = bed.requester_config_file(dir.path(), 15);
-    let bin = std::path::PathBuf::from(env!("CARGO_BIN_EXE_signbus"));
     let task = unique("t");
-    let common_args = |raw: bool| {
-        let mut a = vec![
-            "--signing-key",
-            env.key_ed25519(),
-            "--task-id",
-            &task,
-            "--config-file",
-            cfg.to_str().unwrap(),
-            "--digest",
-            DIGEST,
-            "--reference",
-            "registry.example.com/ns/repo:1",
-            "--digest",
-            DIGEST,
-            "--reference",
-            "registry.example.com/ns/repo:2",
-        ];
-        if raw {
-            a.push("--raw");
-        }
-        a
+    // Two images signed with `key`, after what `args` holds.
+    let two_images = |args: Args, key: &str| {
+        args.opt("--signing-key", key)
+            .opt("--task-id", &task)
+            .opt("--config-file", &cfg)
+            .image(DIGEST, "registry.example.com/ns/repo:1")
+            .image(DIGEST, "registry.example.com/ns/repo:2")
     };
 
     // JSON output, requester taken from the certificate's CN.
-    let mut args = vec!["msg-container-sign"];
-    args.extend(common_args(false));
-    let (code, stdout, stderr) = run_cmd(&bin, &args);
+    let (code, stdout, stderr) =
+        two_images(Args::new("msg-container-sign"), env.key_ed25519()).run();
     assert_eq!(code, 0, "{stderr}\n{}", bed.logs());
-    // The requester spoke the protocol this run of the suite asked for (SIGNBUS_PROTOCOL, set by run_cmd).
+    // The requester spoke the protocol this run of the suite asked for (SIGNBUS_PROTOCOL, set by `command`).
     let spoken = if requester_protocol() == "amqp091" {
         "connected (AMQP 0-9-1)"
     } else {
@@ -82,10 +64,9 @@ fn json_raw_and_symlinked_invocations_sign_and_exit_zero() {
 
     // --raw through the pubtools-sign command name (a symlink), with the alias from key_aliases.
     let link = dir.path().join("pubtools-sign-msg-container-sign");
-    std::os::unix::fs::symlink(&bin, &link).unwrap();
-    let mut args = common_args(true);
-    args[1] = "test-alias";
-    let (code, stdout, stderr) = run_cmd(&link, &args);
+    std::os::unix::fs::symlink(signbus_bin(), &link).unwrap();
+    let args = two_images(Args::default(), "test-alias").flag("--raw");
+    let (code, stdout, stderr) = run(&mut args.command_for(&link));
     assert_eq!(code, 0, "{stderr}");
     let lines: Vec<&str> = stdout.lines().collect();
     assert_eq!(lines.len(), 2, "{stdout}");
@@ -110,23 +91,15 @@ fn refused_and_unanswered_requests_exit_one_and_say_why() {
     let env = &bed.env;
     let dir = tempfile::tempdir().unwrap();
     let cfg = bed.requester_config_file(dir.path(), 15);
-    let bin = std::path::PathBuf::from(env!("CARGO_BIN_EXE_signbus"));
     let task = unique("t");
-    let base = [
-        "--task-id",
-        &task,
-        "--config-file",
-        cfg.to_str().unwrap(),
-        "--digest",
-        DIGEST,
-        "--reference",
-        "registry.example.com/ns/repo:1",
-    ];
+    let base = Args::new("msg-container-sign")
+        .opt("--task-id", &task)
+        .opt("--config-file", &cfg)
+        .image(DIGEST, "registry.example.com/ns/repo:1");
 
     // An unknown key: the server refuses, the client says so and exits 1 (pubtools-sign would exit 0).
-    let mut args = vec!["msg-container-sign", "--signing-key", "0123456789ABCDEF"];
-    args.extend(base);
-    let (code, stdout, stderr) = run_cmd(&bin, &args);
+    let args = base.clone().opt("--signing-key", "0123456789ABCDEF");
+    let (code, stdout, stderr) = args.run();
     assert_eq!(code, 1, "{stdout}{stderr}");
     let v: Value = serde_json::from_str(&stdout).unwrap();
     assert_eq!(v["signer_result"]["status"], "error");
@@ -135,8 +108,7 @@ fn refused_and_unanswered_requests_exit_one_and_say_why() {
         .as_str()
         .unwrap();
     assert!(err.contains("unknown signing key \"89ABCDEF\""), "{err}");
-    args.push("--raw");
-    let (code, stdout, stderr) = run_cmd(&bin, &args);
+    let (code, stdout, stderr) = args.flag("--raw").run();
     assert_eq!((code, stdout.as_str()), (1, ""));
     assert!(stderr.contains("unknown signing key"), "{stderr}");
 
@@ -148,20 +120,12 @@ fn refused_and_unanswered_requests_exit_one_and_say_why() {
         client_config(env, &bed.queue, 1).replace("retries: 2", "retries: 1"),
     )
     .unwrap();
-    let mut args = vec![
-        "msg-container-sign",
-        "--signing-key",
-        env.key_ed25519(),
-        "--raw",
-    ];
-    args.extend(base);
-    let at = args
-        .iter()
-        .position(|a| *a == cfg.to_str().unwrap())
-        .unwrap();
-    args[at] = cfg2.to_str().unwrap();
+    let args = base
+        .set("--config-file", &cfg2)
+        .opt("--signing-key", env.key_ed25519())
+        .flag("--raw");
     let started = std::time::Instant::now();
-    let (code, stdout, stderr) = run_cmd(&bin, &args);
+    let (code, stdout, stderr) = args.run();
     assert_eq!(code, 1, "{stdout}{stderr}");
     assert!(
         stderr.contains("MessagingTimeout") && stderr.contains("1 of 1 requests got no reply"),
@@ -171,22 +135,12 @@ fn refused_and_unanswered_requests_exit_one_and_say_why() {
     assert!(started.elapsed() < std::time::Duration::from_secs(20));
 
     // Bad input is refused before anything is sent.
-    let (code, _, stderr) = run_cmd(
-        &bin,
-        &[
-            "msg-container-sign",
-            "--signing-key",
-            "x",
-            "--task-id",
-            "t",
-            "--config-file",
-            cfg.to_str().unwrap(),
-            "--digest",
-            "sha256:12",
-            "--reference",
-            "r/x:1",
-        ],
-    );
+    let (code, _, stderr) = Args::new("msg-container-sign")
+        .opt("--signing-key", "x")
+        .opt("--task-id", "t")
+        .opt("--config-file", &cfg)
+        .image("sha256:12", "r/x:1")
+        .run();
     assert_eq!(code, 1);
     assert!(stderr.contains("--digest \"sha256:12\""), "{stderr}");
 }

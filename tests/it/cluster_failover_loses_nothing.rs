@@ -9,11 +9,8 @@
 //! The tests start the cluster themselves (testenv/cluster-up.sh) and run one at a time; testenv/test.sh runs
 //! this module on its own and stops the cluster afterwards (testenv/cluster-down.sh).
 
-use crate::support::cluster_support;
-use crate::support::common;
-
-use cluster_support::*;
-use common::*;
+use crate::support::cluster::*;
+use crate::support::*;
 use signbus::transport::{Connect, Settlement, Transport};
 use std::time::{Duration, Instant};
 

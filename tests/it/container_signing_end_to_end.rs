@@ -1,11 +1,9 @@
 //! A requester signs N image references through the real broker and a real signbus server; every signature
 //! verifies with skopeo and carries exactly the claim that was sent. Prints the server's throughput.
 
-use crate::support::common;
-
+use crate::support::*;
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
-use common::*;
 use serde_json::Value;
 use signbus::requester::ContainerSignInput;
 

@@ -5,57 +5,26 @@
 //! shown to skopeo (containers/image), which accepts it as a signature of the image — the signature the server
 //! refused to make.
 
-use crate::support::common;
-
+use crate::support::*;
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
-use common::*;
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
-use std::io::Write;
-use std::process::{Command, Stdio};
 
 const REFERENCE: &str = "registry.example.com/evil/app:1";
 
 /// `data` signed by gpg with `key` as a cleartext signature (`clear`, what a clearsign request returns) or as a
 /// binary detached signature (what a blob request returns) wrapped with the data into a signed message: the
 /// signature packet followed by a literal data packet holding `data`, which a verifier reads like any other.
-fn gpg_sign(env: &Env, key: &str, clear: bool, data: &[u8]) -> Vec<u8> {
-    let mode = if clear {
-        "--clearsign"
-    } else {
-        "--detach-sign"
-    };
-    let mut child = Command::new("gpg")
-        .env("GNUPGHOME", env.gnupg_home())
-        .args([
-            "--batch",
-            "--yes",
-            "--pinentry-mode",
-            "loopback",
-            "--passphrase",
-            "",
-        ])
-        .args(["--local-user", key, mode])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    child.stdin.take().unwrap().write_all(data).unwrap();
-    let out = child.wait_with_output().unwrap();
-    assert!(
-        out.status.success(),
-        "gpg {mode}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+fn sign_like_a_request(env: &Env, key: &str, clear: bool, data: &[u8]) -> Vec<u8> {
     if clear {
-        return out.stdout;
+        return gpg_sign(env, key, data, Mode::Clear);
     }
+    let signature = gpg_sign(env, key, data, Mode::Detached);
     // Literal data packet (tag 11, new format, 4-byte length): binary, no file name, date 0, then the data.
     let mut literal = vec![b'b', 0, 0, 0, 0, 0];
     literal.extend_from_slice(data);
-    let mut message = out.stdout;
+    let mut message = signature;
     message.push(0xC0 | 11);
     message.push(0xFF);
     message.extend_from_slice(&u32::try_from(literal.len()).unwrap().to_be_bytes());
@@ -126,7 +95,7 @@ async fn claims_disguised_as_text_or_blobs_are_refused_and_would_have_passed_sko
     for (name, text, skopeo_accepts) in &variants {
         for (mtype, clear) in [("clearsign_signature", true), ("gpg_signature", false)] {
             // What a signature over this text would be worth: skopeo's verdict on gpg's own signature of it.
-            let sig = gpg_sign(env, &key, clear, text.as_bytes());
+            let sig = sign_like_a_request(env, &key, clear, text.as_bytes());
             let verdict = skopeo_verify(env, manifest.as_bytes(), REFERENCE, &key, &sig);
             if *skopeo_accepts {
                 assert!(

@@ -3,8 +3,7 @@
 //! accepts (and nothing else), and the commands and flags it shows are the ones `signbus --help` prints.
 //! No broker needed: everything is read from the library and the binary.
 
-use crate::support::common;
-
+use crate::support::Args;
 use signbus::config::ServerConfig;
 use signbus::metrics::Metrics;
 use signbus::server::handler::{Outcome, RejectReason};
@@ -243,8 +242,7 @@ fn the_configuration_reference_covers_every_server_key_and_nothing_else() {
 
 #[test]
 fn the_commands_and_flags_the_readme_shows_are_the_ones_the_binary_has() {
-    let bin = common::signbus_bin();
-    let (code, help, _) = common::run_cmd(&bin, &["--help"]);
+    let (code, help, _) = Args::new("--help").run();
     assert_eq!(code, 0);
     let commands: Vec<String> = help
         .lines()
@@ -272,7 +270,7 @@ fn the_commands_and_flags_the_readme_shows_are_the_ones_the_binary_has() {
         if !commands.iter().any(|c| c == cmd) {
             continue;
         }
-        let (code, sub_help, _) = common::run_cmd(&bin, &[cmd, "--help"]);
+        let (code, sub_help, _) = Args::new(cmd).flag("--help").run();
         assert_eq!(code, 0);
         for w in &words[1..] {
             let flag = w

@@ -1,11 +1,9 @@
 //! Clearsign, blob and batch requests, through the signbus CLI (pubtools-sign's flags) and the real broker:
 //! each output verifies with gpg or skopeo, and a bad claim in a batch fails only itself.
 
-use crate::support::common;
-
+use crate::support::*;
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
-use common::*;
 use serde_json::{json, Value};
 use std::time::Duration;
 
@@ -19,25 +17,15 @@ fn clearsign_outputs_verify_with_gpg_and_at_file_inputs_are_read() {
     std::fs::write(&text_file, "from a file\nline two\n").unwrap();
     let at = format!("@{}", text_file.display());
     let task = unique("t");
-    let (code, stdout, stderr) = run_cmd(
-        &signbus_bin(),
-        &[
-            "msg-clear-sign",
-            "--signing-key",
-            env.key_ed25519(),
-            "--signing-key",
-            env.key_rsa(),
-            "--task-id",
-            &task,
-            "--config-file",
-            cfg.to_str().unwrap(),
-            "--repo",
-            "ns/repo",
-            "hello world",
-            &at,
-            "--raw",
-        ],
-    );
+    let (code, stdout, stderr) = Args::new("msg-clear-sign")
+        .opts("--signing-key", [env.key_ed25519(), env.key_rsa()])
+        .opt("--task-id", &task)
+        .opt("--config-file", &cfg)
+        .opt("--repo", "ns/repo")
+        .flag("hello world")
+        .flag(&at)
+        .flag("--raw")
+        .run();
     assert_eq!(code, 0, "{stderr}");
     let lines: Vec<&str> = stdout.lines().collect();
     assert_eq!(lines.len(), 4, "2 inputs × 2 keys: {stdout}");
@@ -70,19 +58,12 @@ fn clearsign_outputs_verify_with_gpg_and_at_file_inputs_are_read() {
         );
     }
     // The JSON form echoes the inputs (file contents, not the @path) like pubtools-sign.
-    let (code, stdout, _) = run_cmd(
-        &signbus_bin(),
-        &[
-            "msg-clear-sign",
-            "--signing-key",
-            env.key_ed25519(),
-            "--task-id",
-            &task,
-            "--config-file",
-            cfg.to_str().unwrap(),
-            &at,
-        ],
-    );
+    let (code, stdout, _) = Args::new("msg-clear-sign")
+        .opt("--signing-key", env.key_ed25519())
+        .opt("--task-id", &task)
+        .opt("--config-file", &cfg)
+        .flag(&at)
+        .run();
     assert_eq!(code, 0);
     let v: Value = serde_json::from_str(&stdout).unwrap();
     assert_eq!(v["operation"]["inputs"][0], "from a file\nline two\n");
@@ -101,22 +82,14 @@ fn blob_signatures_are_detached_and_verify_against_the_file() {
     std::fs::write(&blob, &bytes).unwrap();
     let link = dir.path().join("pubtools-sign-msg-blob-sign");
     std::os::unix::fs::symlink(signbus_bin(), &link).unwrap();
-    let (code, stdout, stderr) = run_cmd(
-        &link,
-        &[
-            "--signing-key",
-            env.key_rsa(),
-            "--signing-key-name",
-            "rsa",
-            "--task-id",
-            &unique("t"),
-            "--config-file",
-            cfg.to_str().unwrap(),
-            "--blob-file",
-            blob.to_str().unwrap(),
-            "--raw",
-        ],
-    );
+    let args = Args::default()
+        .opt("--signing-key", env.key_rsa())
+        .opt("--signing-key-name", "rsa")
+        .opt("--task-id", unique("t"))
+        .opt("--config-file", &cfg)
+        .opt("--blob-file", &blob)
+        .flag("--raw");
+    let (code, stdout, stderr) = run(&mut args.command_for(&link));
     assert_eq!(code, 0, "{stderr}");
     let sig = dir.path().join("artifact.sig");
     std::fs::write(&sig, STANDARD.decode(stdout.trim()).unwrap()).unwrap();
@@ -137,21 +110,11 @@ fn batch_signs_every_claim_with_every_key_in_chunks() {
     let dir = tempfile::tempdir().unwrap();
     let cfg = bed.requester_config_file(dir.path(), 15);
     let n = 7;
-    let mut args: Vec<String> = [
-        "msg-container-sign",
-        "--signer-type",
-        "batch",
-        "--task-id",
-        &unique("t"),
-        "--config-file",
-        cfg.to_str().unwrap(),
-    ]
-    .iter()
-    .map(|s| s.to_string())
-    .collect();
-    for k in [env.key_ed25519(), env.key_rsa()] {
-        args.extend(["--signing-key".into(), k.into()]);
-    }
+    let mut args = Args::new("msg-container-sign")
+        .opt("--signer-type", "batch")
+        .opt("--task-id", unique("t"))
+        .opt("--config-file", &cfg)
+        .opts("--signing-key", [env.key_ed25519(), env.key_rsa()]);
     let digest = format!(
         "sha256:{}",
         "5feceb66ffc86f38d952786c6d696c79c2dbc239dd4e91b46729d73a27fb57e9"
@@ -163,16 +126,10 @@ fn batch_signs_every_claim_with_every_key_in_chunks() {
             "registry.example.com/ns/{}:v{i}",
             if i % 2 == 0 { "even" } else { "odd" }
         );
-        args.extend([
-            "--digest".into(),
-            digest.clone(),
-            "--reference".into(),
-            r.clone(),
-        ]);
+        args = args.image(&digest, &r);
         refs.push(r);
     }
-    let argv: Vec<&str> = args.iter().map(String::as_str).collect();
-    let (code, stdout, stderr) = run_cmd(&signbus_bin(), &argv);
+    let (code, stdout, stderr) = args.run();
     assert_eq!(code, 0, "{stderr}");
     let v: Value = serde_json::from_str(&stdout).unwrap();
     let results = v["operation_results"].as_array().unwrap();

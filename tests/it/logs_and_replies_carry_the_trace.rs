@@ -2,11 +2,9 @@
 //! server's JSON log lines about the request carry its request_id, type, key, requester and the trace id.
 //! Configured secrets never appear in the logs.
 
-use crate::support::common;
-
+use crate::support::*;
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
-use common::*;
 use serde_json::{json, Value};
 use signbus::transport::{OutgoingMessage, Settlement, Transport};
 use std::time::{Duration, Instant};

@@ -2,11 +2,9 @@
 //! class, the undecodable one rejected and dead-lettered, nothing left in flight; `/readyz` and `/healthz` are
 //! 200 while the server consumes.
 
-use crate::support::common;
-
+use crate::support::*;
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
-use common::*;
 use serde_json::{json, Map, Value};
 
 use std::collections::HashSet;

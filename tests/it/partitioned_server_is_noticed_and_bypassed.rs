@@ -5,9 +5,7 @@
 //! silent consumer too, gives the requests that server held to the other one. Every request sent during the
 //! partition is answered, without errors, within the requester's timeout.
 
-use crate::support::common;
-
-use common::*;
+use crate::support::*;
 use std::process::Command;
 use std::time::{Duration, Instant};
 

@@ -3,11 +3,9 @@
 //! passphrase stops the start with a message naming the key — even when gpg-agent still caches the right one —
 //! and the secret never appears in logs (at trace level), metrics, replies or error messages.
 
-use crate::support::common;
-
+use crate::support::*;
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
-use common::*;
 use serde_json::json;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};

@@ -2,11 +2,9 @@
 //! by the signbus server unchanged: container (single and batch, 1 and 200 references), clearsign and blob
 //! commands succeed and their outputs verify. And signbus's own CLI prints the same shape for the same inputs.
 
-use crate::support::common;
-
+use crate::support::*;
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
-use common::*;
 use serde_json::Value;
 use std::path::{Path, PathBuf};
 

@@ -5,11 +5,9 @@
 //! The request files are pubtools-sign 1.0.6 wire examples (tests/data/wire-examples, copied from the shared
 //! docs; when ../shared/docs/wire-examples exists beside the checkout, those files are replayed too).
 
-use crate::support::common;
-
+use crate::support::*;
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
-use common::*;
 use serde_json::Value;
 use signbus::wire::Schema;
 use std::path::{Path, PathBuf};
@@ -46,18 +44,11 @@ fn examples() -> Vec<PathBuf> {
 }
 
 fn replay(config: &Path, file: &Path) -> (i32, Value, String) {
-    let (code, out, err) = run_cmd(
-        &signbus_bin(),
-        &[
-            "serve",
-            "--config",
-            config.to_str().unwrap(),
-            "--replay",
-            file.to_str().unwrap(),
-            "--log-format",
-            "json",
-        ],
-    );
+    let (code, out, err) = Args::new("serve")
+        .opt("--config", config)
+        .opt("--replay", file)
+        .opt("--log-format", "json")
+        .run();
     let doc = serde_json::from_str(&out)
         .unwrap_or_else(|e| panic!("{}: stdout is not JSON ({e}): {out}\n{err}", file.display()));
     (code, doc, err)

@@ -3,9 +3,7 @@
 //! requester de-duplicates by request id). The proof of redelivery is in the logs: requests the killed server
 //! had received but not answered when it died are answered by the second server.
 
-use crate::support::common;
-
-use common::*;
+use crate::support::*;
 use serde_json::Value;
 use std::collections::HashSet;
 

@@ -2,9 +2,7 @@
 //! `signbus verify` then accepts under a policy trusting the signing key — and refuses under one that does not.
 //! Single and batch requests, both test keys.
 
-use crate::support::common;
-
-use common::*;
+use crate::support::*;
 use std::path::Path;
 
 const DIGEST: &str = "sha256:5feceb66ffc86f38d952786c6d696c79c2dbc239dd4e91b46729d73a27fb57e9";
@@ -49,25 +47,18 @@ fn published_signatures_verify_under_the_signing_keys_policy_only() {
         let refs: Vec<String> = (0..3)
             .map(|i| format!("registry.example.com/ns/app:{tag}{i}"))
             .collect();
-        let mut args = vec![
-            "msg-container-sign",
-            "--signing-key",
-            key,
-            "--task-id",
-            "pub-1",
-            "--config-file",
-            cfg.to_str().unwrap(),
-            "--signer-type",
-            signer_type,
-            "--raw",
-            "--publish",
-            "--registries-d",
-            regd.to_str().unwrap(),
-        ];
+        let mut args = Args::new("msg-container-sign")
+            .opt("--signing-key", key)
+            .opt("--task-id", "pub-1")
+            .opt("--config-file", &cfg)
+            .opt("--signer-type", signer_type)
+            .flag("--raw")
+            .flag("--publish")
+            .opt("--registries-d", &regd);
         for r in &refs {
-            args.extend(["--digest", DIGEST, "--reference", r.as_str()]);
+            args = args.image(DIGEST, r);
         }
-        let (code, _, stderr) = run_cmd(&signbus_bin(), &args);
+        let (code, _, stderr) = args.run();
         assert_eq!(code, 0, "{signer_type}: {stderr}");
         assert_eq!(
             stderr
@@ -77,21 +68,7 @@ fn published_signatures_verify_under_the_signing_keys_policy_only() {
             "{stderr}"
         );
         for r in &refs {
-            let verify = |policy: &Path| {
-                run_cmd(
-                    &signbus_bin(),
-                    &[
-                        "verify",
-                        r,
-                        "--digest",
-                        DIGEST,
-                        "--policy",
-                        policy.to_str().unwrap(),
-                        "--registries-d",
-                        regd.to_str().unwrap(),
-                    ],
-                )
-            };
+            let verify = |policy: &Path| verify_args(r, policy, &regd).run();
             let (code, out, err) = verify(&trust_ed);
             assert_eq!(code, 0, "{r} under the ed25519 policy: {out}{err}");
             let (code, out, err) = verify(&trust_rsa);
@@ -103,41 +80,29 @@ fn published_signatures_verify_under_the_signing_keys_policy_only() {
     }
     // An RSA signature for one image makes that image pass the RSA policy.
     let r = "registry.example.com/ns/app:s0";
-    let args = [
-        "msg-container-sign",
-        "--signing-key",
-        env.key_rsa(),
-        "--task-id",
-        "pub-2",
-        "--config-file",
-        cfg.to_str().unwrap(),
-        "--digest",
-        DIGEST,
-        "--reference",
-        r,
-        "--raw",
-        "--publish",
-        "--registries-d",
-        regd.to_str().unwrap(),
-    ];
-    let (code, _, stderr) = run_cmd(&signbus_bin(), &args);
+    let (code, _, stderr) = Args::new("msg-container-sign")
+        .opt("--signing-key", env.key_rsa())
+        .opt("--task-id", "pub-2")
+        .opt("--config-file", &cfg)
+        .image(DIGEST, r)
+        .flag("--raw")
+        .flag("--publish")
+        .opt("--registries-d", &regd)
+        .run();
     assert_eq!(code, 0, "{stderr}");
     assert!(
         stderr.contains("/signature-7"),
         "the store is keyed by repository and digest, not tag: the six ed25519 signatures are 1..6, the RSA one is 7: {stderr}"
     );
-    let (code, out, err) = run_cmd(
-        &signbus_bin(),
-        &[
-            "verify",
-            r,
-            "--digest",
-            DIGEST,
-            "--policy",
-            trust_rsa.to_str().unwrap(),
-            "--registries-d",
-            regd.to_str().unwrap(),
-        ],
-    );
+    let (code, out, err) = verify_args(r, &trust_rsa, &regd).run();
     assert_eq!(code, 0, "{out}{err}");
+}
+
+/// `signbus verify` of `reference` at [`DIGEST`] under `policy`, with the lookaside stores of `registries_d`.
+fn verify_args(reference: &str, policy: &Path, registries_d: &Path) -> Args {
+    Args::new("verify")
+        .flag(reference)
+        .opt("--digest", DIGEST)
+        .opt("--policy", policy)
+        .opt("--registries-d", registries_d)
 }

@@ -2,9 +2,7 @@
 //! signed. Signatures that fail are tried again (`signing.attempts`) — gpg starts a new agent — and every request
 //! is answered with a valid signature; none is lost, none is answered with an error.
 
-use crate::support::common;
-
-use common::*;
+use crate::support::*;
 use std::time::{Duration, Instant};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

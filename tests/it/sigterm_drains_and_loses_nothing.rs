@@ -3,9 +3,7 @@
 //! request is lost. The first server's `/metrics`, scraped just before the SIGTERM, is consistent (received ≥
 //! finished, nothing failed), and the two servers together signed at least every request.
 
-use crate::support::common;
-
-use common::*;
+use crate::support::*;
 use std::time::{Duration, Instant};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

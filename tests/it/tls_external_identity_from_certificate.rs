@@ -4,9 +4,7 @@
 //! `user-id` (which RabbitMQ validates), and a server trusting `user-id` sees the broker-validated certificate
 //! subject as an authenticated requester: granted, it signs; with no grant for that subject, it refuses.
 
-use crate::support::common;
-
-use common::*;
+use crate::support::*;
 use serde_json::Value;
 use std::process::Command;
 use std::time::{Duration, Instant};

@@ -8,9 +8,7 @@
 //! first connects with the right CA and certificate, so a missing broker fails the test instead of passing it
 //! as a "refusal".
 
-use crate::support::common;
-
-use common::*;
+use crate::support::*;
 use signbus::transport::tls::TlsConfig;
 use signbus::transport::{self, BrokerConfig, Protocol, Sasl, Transport};
 use std::time::{Duration, Instant};

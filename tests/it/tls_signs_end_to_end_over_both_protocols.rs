@@ -5,11 +5,9 @@
 //! with our client certificate (so nothing was spoken in plaintext). A requester trusting a CA that did not sign
 //! the broker's certificate is refused at the handshake with an error that says so, before anything is sent.
 
-use crate::support::common;
-
+use crate::support::*;
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
-use common::*;
 use std::process::Command;
 use std::time::{Duration, Instant};
 

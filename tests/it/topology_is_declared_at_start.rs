@@ -2,9 +2,7 @@
 //! queue, and bindings at start, and then serves through them; over AMQP 1.0 it refuses at start with a message
 //! that says to use the broker's definitions.
 
-use crate::support::common;
-
-use common::*;
+use crate::support::*;
 use serde_json::Value;
 use std::time::Duration;
 
@@ -21,16 +19,10 @@ async fn topology_is_declared_over_amqp091_and_refused_over_amqp1() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("server.yaml");
         std::fs::write(&path, &config).unwrap();
-        let (code, _, stderr) = run_cmd(
-            &signbus_bin(),
-            &[
-                "serve",
-                "--config",
-                path.to_str().unwrap(),
-                "--log-format",
-                "json",
-            ],
-        );
+        let (code, _, stderr) = Args::new("serve")
+            .opt("--config", &path)
+            .opt("--log-format", "json")
+            .run();
         assert_ne!(code, 0);
         assert!(stderr.contains("needs AMQP 0-9-1"), "{stderr}");
         return;

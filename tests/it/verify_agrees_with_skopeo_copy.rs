@@ -8,13 +8,10 @@
 //! store holds something that is no signature at all (text, an empty file, an encrypted message) before a good
 //! signature, and refuse a policy whose signedBaseLayer requirement lacks a valid baseLayerIdentity.
 
-use crate::support::common;
-use crate::support::registry_support;
-
+use crate::support::registry::{inspect_digest, OciLayout, Registry};
+use crate::support::{run, signbus, unique, Bed};
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
-use common::{unique, Bed};
-use registry_support::{inspect_digest, output, OciLayout, Registry};
 use serde_json::Value;
 use signbus::requester::ContainerSignInput;
 use std::path::{Path, PathBuf};
@@ -80,14 +77,12 @@ impl Case {
     fn publish(&self, reference: &str, digest: &str, signature: &[u8]) -> PathBuf {
         let file = self.dir.path().join(format!("{}.sig", unique("sig")));
         std::fs::write(&file, signature).unwrap();
-        let (code, out, err) = output(
-            Command::new(common::signbus_bin())
-                .args(["publish", "--reference", reference, "--digest", digest])
-                .arg("--signature")
-                .arg(&file)
-                .arg("--registries-d")
-                .arg(self.registries_d()),
-        );
+        let (code, out, err) = run(signbus()
+            .args(["publish", "--reference", reference, "--digest", digest])
+            .arg("--signature")
+            .arg(&file)
+            .arg("--registries-d")
+            .arg(self.registries_d()));
         assert_eq!(code, 0, "{}: signbus publish: {out}{err}", self.name);
         let written = out
             .trim()
@@ -106,15 +101,13 @@ impl Case {
     /// `skopeo copy` from the registry under this case's policy and registries.d: (accepted, output).
     fn skopeo_copy(&self, docker_url: &str) -> (bool, String) {
         let out_dir = self.dir.path().join(unique("copy"));
-        let (code, out, err) = output(
-            Command::new("skopeo")
-                .arg("--policy")
-                .arg(self.policy())
-                .arg("--registries.d")
-                .arg(self.registries_d())
-                .args(["copy", "--quiet", "--src-tls-verify=false", docker_url])
-                .arg(format!("dir:{}", out_dir.display())),
-        );
+        let (code, out, err) = run(Command::new("skopeo")
+            .arg("--policy")
+            .arg(self.policy())
+            .arg("--registries.d")
+            .arg(self.registries_d())
+            .args(["copy", "--quiet", "--src-tls-verify=false", docker_url])
+            .arg(format!("dir:{}", out_dir.display())));
         let text = format!("{out}{err}");
         if code == 0 {
             assert!(
@@ -128,14 +121,12 @@ impl Case {
 
     /// `signbus verify --json` under this case's policy and registries.d: (accepted, output).
     fn signbus_verify(&self, image: &str, digest: &str) -> (bool, String) {
-        let (code, out, err) = output(
-            Command::new(common::signbus_bin())
-                .args(["verify", image, "--digest", digest, "--json"])
-                .arg("--policy")
-                .arg(self.policy())
-                .arg("--registries-d")
-                .arg(self.registries_d()),
-        );
+        let (code, out, err) = run(signbus()
+            .args(["verify", image, "--digest", digest, "--json"])
+            .arg("--policy")
+            .arg(self.policy())
+            .arg("--registries-d")
+            .arg(self.registries_d()));
         let text = format!("{out}{err}");
         let report: Value = serde_json::from_str(&out)
             .unwrap_or_else(|e| panic!("{}: signbus verify --json: {e}: {text}", self.name));

@@ -1,9 +1,8 @@
 //! `signbus verify`: exit 0 only when the policy accepts, 1 when it rejects or cannot decide, 2 for usage
 //! errors; `--json` carries the same verdicts.
 
-use crate::support::verify_support;
-
-use verify_support::*;
+use crate::support::verify_fixtures::*;
+use crate::support::*;
 
 const IMAGE: &str = "registry.example.com/ns/repo:1";
 
@@ -26,7 +25,7 @@ fn accepted_rejected_and_usage_errors_have_distinct_exit_codes() {
     let (m, d) = manifest("cli");
     // Looks like an OpenPGP signature packet, is none: refused on its own.
     f.put(IMAGE, &d, 1, &[0x88, 0x01, 0x02]);
-    f.put(IMAGE, &d, 2, &f.sign(f.env.ed25519(), IMAGE, &d));
+    f.put(IMAGE, &d, 2, &f.sign(f.env.key_ed25519(), IMAGE, &d));
     let policy = f.policy_file(&ed_policy(None));
 
     let (code, out, err) = verify_cmd(&f, &policy, &[IMAGE, "--digest", &d]);
@@ -34,7 +33,7 @@ fn accepted_rejected_and_usage_errors_have_distinct_exit_codes() {
     assert!(out.contains("signature-1: rejected"), "{out}");
     assert!(out.contains("signature-2: ACCEPTED"), "{out}");
     assert!(out.contains(&format!("identity: {IMAGE}")), "{out}");
-    assert!(out.contains(f.env.ed25519()), "{out}");
+    assert!(out.contains(f.env.key_ed25519()), "{out}");
 
     let (code, out, _) = verify_cmd(&f, &policy, &[IMAGE, "--digest", &d, "--json"]);
     assert_eq!(code, 0);
@@ -44,7 +43,7 @@ fn accepted_rejected_and_usage_errors_have_distinct_exit_codes() {
     assert_eq!(sigs.len(), 2);
     assert_eq!(sigs[0]["accepted"], false);
     assert_eq!(sigs[0]["identity"], serde_json::Value::Null);
-    assert_eq!(sigs[1]["key"], f.env.ed25519());
+    assert_eq!(sigs[1]["key"], f.env.key_ed25519());
 
     // Another tag: the signature names :1, so matchRepoDigestOrExact rejects.
     let (code, out, _) = verify_cmd(

@@ -1,11 +1,9 @@
 //! A file:// lookaside store: invalid signatures are skipped, the first missing signature-N ends the list, and
 //! the caps on count and size hold.
 
-use crate::support::verify_support;
-
+use crate::support::verify_fixtures::*;
 use signbus::verify::lookaside::{FetchLimits, LookasideError};
 use signbus::verify::VerifyError;
-use verify_support::*;
 
 const IMAGE: &str = "registry.example.com/ns/repo:1";
 
@@ -13,8 +11,8 @@ const IMAGE: &str = "registry.example.com/ns/repo:1";
 fn only_the_valid_second_signature_is_accepted_and_a_gap_ends_the_list() {
     let f = Fixture::new();
     let (_, digest) = manifest("skip");
-    let ed = f.env.ed25519().to_owned();
-    let rsa = f.env.rsa().to_owned();
+    let ed = f.env.key_ed25519().to_owned();
+    let rsa = f.env.key_rsa().to_owned();
     // 1: made by the RSA key, which this policy does not trust.
     f.put(IMAGE, &digest, 1, &f.sign(&rsa, IMAGE, &digest));
     // 2: the good one.
@@ -70,7 +68,7 @@ fn garbage_and_missing_signatures_reject_the_image() {
 fn a_signature_over_the_size_cap_stops_verification() {
     let f = Fixture::new();
     let (_, digest) = manifest("size");
-    let good = f.sign(f.env.ed25519(), IMAGE, &digest);
+    let good = f.sign(f.env.key_ed25519(), IMAGE, &digest);
     f.put(IMAGE, &digest, 1, &good);
     let policy = f.policy(&ed_policy(None));
     let limits = FetchLimits {

@@ -1,9 +1,9 @@
 //! An http:// lookaside store: 200 delivers, 404 ends the list, 403 and 5xx stop with an error naming the URL.
 
-use crate::support::verify_support;
-
+use crate::support::http_store::HttpServer;
+use crate::support::verify_fixtures::*;
+use crate::support::*;
 use std::collections::HashMap;
-use verify_support::*;
 
 const IMAGE: &str = "registry.example.com/ns/repo:2";
 
@@ -24,7 +24,7 @@ fn fixture_with_http(routes: HashMap<String, (u16, Vec<u8>)>) -> (Fixture, HttpS
 fn signatures_are_read_until_404() {
     let (_, digest) = manifest("http-ok");
     let f0 = Fixture::new();
-    let good = f0.sign(f0.env.ed25519(), IMAGE, &digest);
+    let good = f0.sign(f0.env.key_ed25519(), IMAGE, &digest);
     let routes = HashMap::from([
         // An OpenPGP-looking blob that is no valid signature: refused on its own.
         (
@@ -69,7 +69,7 @@ fn http_403_is_an_error_that_explains_hidden_missing_objects() {
 fn http_500_is_an_error_naming_the_url() {
     let (_, digest) = manifest("http-500");
     let f0 = Fixture::new();
-    let good = f0.sign(f0.env.ed25519(), IMAGE, &digest);
+    let good = f0.sign(f0.env.key_ed25519(), IMAGE, &digest);
     let routes = HashMap::from([
         (HttpServer::path(IMAGE, &digest, 1), (200, good)),
         (HttpServer::path(IMAGE, &digest, 2), (500, b"oops".to_vec())),
@@ -113,7 +113,7 @@ fn an_unreachable_store_is_an_error_naming_the_url() {
 fn https_stores_trust_the_given_ca_bundle_and_not_a_compiled_in_one() {
     let (_, digest) = manifest("https");
     let f = Fixture::new();
-    let good = f.sign(f.env.ed25519(), IMAGE, &digest);
+    let good = f.sign(f.env.key_ed25519(), IMAGE, &digest);
     let routes = HashMap::from([(HttpServer::path(IMAGE, &digest, 1), (200, good))]);
     let tls = std::path::PathBuf::from(f.env.get("SIGNBUS_TESTENV_DIR")).join("tls");
     let server = HttpServer::start_tls(routes, &tls.join("server.crt"), &tls.join("server.key"));

@@ -1,13 +1,12 @@
 //! `signbus publish` / `store::publish`: next free signature-N, never overwriting, safe under concurrency,
 //! idempotent for the same bytes; what it writes verifies with `signbus verify` and `skopeo standalone-verify`.
 
-use crate::support::verify_support;
-
+use crate::support::verify_fixtures::*;
+use crate::support::*;
 use signbus::reference::Reference;
 use signbus::store::{self, PublishOutcome};
 use signbus::verify::registries_d::RegistriesD;
 use std::sync::{Arc, Barrier};
-use verify_support::*;
 
 const IMAGE: &str = "registry.example.com/ns/repo:1";
 
@@ -77,7 +76,7 @@ fn two_concurrent_publishers_get_signature_1_and_2() {
 fn republishing_the_same_bytes_is_a_no_op_that_says_so() {
     let (f, staging) = staging_fixture();
     let (_, d) = manifest("again");
-    let sig = f.sign(f.env.ed25519(), IMAGE, &d);
+    let sig = f.sign(f.env.key_ed25519(), IMAGE, &d);
     let sigfile = f.dir.path().join("sig");
     std::fs::write(&sigfile, &sig).unwrap();
     let publish = |file: &std::path::Path| {
@@ -97,7 +96,7 @@ fn republishing_the_same_bytes_is_a_no_op_that_says_so() {
     assert_eq!(code, 0, "{out}{err}");
     assert!(out.contains("published signature-1"), "{out}");
     let other = f.dir.path().join("other");
-    std::fs::write(&other, f.sign(f.env.rsa(), IMAGE, &d)).unwrap();
+    std::fs::write(&other, f.sign(f.env.key_rsa(), IMAGE, &d)).unwrap();
     let (code, out, _) = publish(&other);
     assert_eq!(code, 0);
     assert!(out.contains("published signature-2"), "{out}");
@@ -155,7 +154,7 @@ fn what_signbus_publishes_verifies_with_skopeo_and_signbus() {
     let manifest_file = f.dir.path().join("manifest.json");
     std::fs::write(&manifest_file, &m).unwrap();
     // One signature made by gpg over a signbus claim, one by skopeo itself.
-    let ours = f.sign(f.env.ed25519(), IMAGE, &d);
+    let ours = f.sign(f.env.key_ed25519(), IMAGE, &d);
     let ours_file = f.dir.path().join("ours.sig");
     std::fs::write(&ours_file, &ours).unwrap();
     let skopeo_file = f.dir.path().join("skopeo.sig");
@@ -165,7 +164,7 @@ fn what_signbus_publishes_verifies_with_skopeo_and_signbus() {
             "standalone-sign",
             path_str(&manifest_file),
             IMAGE,
-            f.env.rsa(),
+            f.env.key_rsa(),
             "-o",
         ])
         .arg(&skopeo_file));
@@ -185,7 +184,7 @@ fn what_signbus_publishes_verifies_with_skopeo_and_signbus() {
         assert_eq!(code, 0, "{out}{err}");
     }
     let dir = staging.join(format!("ns/repo@{}", d.replacen(':', "=", 1)));
-    for (n, key) in [(1, f.env.ed25519()), (2, f.env.rsa())] {
+    for (n, key) in [(1, f.env.key_ed25519()), (2, f.env.key_rsa())] {
         let (code, out, err) = run(std::process::Command::new("skopeo")
             .env("GNUPGHOME", f.env.gnupg_home())
             .args(["standalone-verify", path_str(&manifest_file), IMAGE, key])

@@ -1,9 +1,8 @@
 //! Cryptography comes first and is strict: detached signatures, unknown keys and wrong digests are refused, each
 //! with its reason; a cleartext signature is not a stored signature format at all and refuses the image.
 
-use crate::support::verify_support;
-
-use verify_support::*;
+use crate::support::verify_fixtures::*;
+use crate::support::*;
 
 const IMAGE: &str = "registry.example.com/ns/repo:1";
 
@@ -21,7 +20,12 @@ fn single_verdict(f: &Fixture, digest: &str, blob: &[u8]) -> (bool, String, Opti
 fn a_detached_signature_is_refused() {
     let f = Fixture::new();
     let (_, d) = manifest("detached");
-    let blob = gpg_sign(&f.env, f.env.ed25519(), &claim(IMAGE, &d), Mode::Detached);
+    let blob = gpg_sign(
+        &f.env,
+        f.env.key_ed25519(),
+        &claim(IMAGE, &d),
+        Mode::Detached,
+    );
     let (ok, reason, identity) = single_verdict(&f, &d, &blob);
     assert!(!ok);
     assert!(reason.contains("detached signature"), "{reason}");
@@ -32,7 +36,7 @@ fn a_detached_signature_is_refused() {
 fn a_cleartext_signature_is_refused() {
     let f = Fixture::new();
     let (_, d) = manifest("clear");
-    let blob = gpg_sign(&f.env, f.env.ed25519(), &claim(IMAGE, &d), Mode::Clear);
+    let blob = gpg_sign(&f.env, f.env.key_ed25519(), &claim(IMAGE, &d), Mode::Clear);
     assert!(blob.starts_with(b"-----BEGIN PGP SIGNED MESSAGE-----"));
     // Not a signature format containers/image stores: it refuses the image outright, and so does signbus.
     f.put(IMAGE, &d, 1, &blob);
@@ -50,12 +54,12 @@ fn a_cleartext_signature_is_refused() {
 fn a_signature_by_another_key_is_refused() {
     let f = Fixture::new();
     let (_, d) = manifest("wrong-key");
-    let blob = f.sign(f.env.rsa(), IMAGE, &d);
+    let blob = f.sign(f.env.key_rsa(), IMAGE, &d);
     let (ok, reason, identity) = single_verdict(&f, &d, &blob);
     assert!(!ok);
     assert!(reason.contains("not one of the trusted keys"), "{reason}");
     // gpg reports the key id (a suffix of the RSA fingerprint).
-    let rsa = f.env.rsa();
+    let rsa = f.env.key_rsa();
     assert!(reason.contains(&rsa[rsa.len() - 16..]), "{reason}");
     assert_eq!(identity, None);
 }
@@ -64,7 +68,7 @@ fn a_signature_by_another_key_is_refused() {
 fn the_rsa_key_is_accepted_when_the_policy_trusts_it() {
     let f = Fixture::new();
     let (_, d) = manifest("rsa-ok");
-    f.put(IMAGE, &d, 1, &f.sign(f.env.rsa(), IMAGE, &d));
+    f.put(IMAGE, &d, 1, &f.sign(f.env.key_rsa(), IMAGE, &d));
     let p = f.policy(
         r#"{"default":[{"type":"signedBy","keyType":"GPGKeys","keyPaths":["@ED@","@RSA@"]}]}"#,
     );
@@ -72,7 +76,7 @@ fn the_rsa_key_is_accepted_when_the_policy_trusts_it() {
     assert!(r.accepted, "{}", r.to_text());
     assert_eq!(
         r.requirements[0].signatures[0].key.as_deref(),
-        Some(f.env.rsa())
+        Some(f.env.key_rsa())
     );
 }
 
@@ -81,7 +85,7 @@ fn a_signature_for_another_digest_is_refused() {
     let f = Fixture::new();
     let (_, d) = manifest("digest");
     let (_, other) = manifest("other digest");
-    let blob = f.sign(f.env.ed25519(), IMAGE, &other);
+    let blob = f.sign(f.env.key_ed25519(), IMAGE, &other);
     let (ok, reason, _) = single_verdict(&f, &d, &blob);
     assert!(!ok);
     assert!(
@@ -96,7 +100,7 @@ fn a_signed_payload_that_is_not_a_claim_is_refused_after_the_crypto_check() {
     let (_, d) = manifest("payload");
     let blob = gpg_sign(
         &f.env,
-        f.env.ed25519(),
+        f.env.key_ed25519(),
         br#"{"critical":{},"optional":{}}"#,
         Mode::Normal,
     );

@@ -1,10 +1,8 @@
 //! The most specific scope wins in policy.json and registries.d; a scope defined in two registries.d files is an
 //! error naming both.
 
-use crate::support::verify_support;
-
+use crate::support::verify_fixtures::*;
 use signbus::verify::registries_d::RegistriesD;
-use verify_support::*;
 
 #[test]
 fn policy_json_applies_the_most_specific_docker_scope() {
@@ -55,7 +53,7 @@ fn policy_json_applies_the_most_specific_docker_scope() {
     );
     // And a signature makes the namespace scope accept.
     let image = "registry.example.com/ns/open:2";
-    f.put(image, &d, 1, &f.sign(f.env.ed25519(), image, &d));
+    f.put(image, &d, 1, &f.sign(f.env.key_ed25519(), image, &d));
     assert!(check(image).0);
 }
 
@@ -72,7 +70,7 @@ fn registries_d_uses_the_most_specific_lookaside() {
     );
     let (_, d) = manifest("regd");
     let image = "registry.example.com/ns/repo:1";
-    let sig = f.sign(f.env.ed25519(), image, &d);
+    let sig = f.sign(f.env.key_ed25519(), image, &d);
     // Only in the namespace's store (deprecated key name, .yml file).
     let dir = ns_store.join(format!("ns/repo@{}", d.replacen(':', "=", 1)));
     std::fs::create_dir_all(&dir).unwrap();

@@ -1,9 +1,7 @@
 //! Each signedIdentity kind accepts what containers-policy.json(5) says and rejects the rest, on real
 //! signatures.
 
-use crate::support::verify_support;
-
-use verify_support::*;
+use crate::support::verify_fixtures::*;
 
 /// Signs a claim naming `signed_ref` for the image's digest, stores it for `image`, and verifies `image`
 /// under the ed25519 signedBy policy with `identity`.
@@ -16,7 +14,7 @@ fn accepted(identity: Option<&str>, image: &str, signed_ref: &str) -> bool {
         &image,
         &digest,
         1,
-        &f.sign(f.env.ed25519(), &signed_ref, &digest),
+        &f.sign(f.env.key_ed25519(), &signed_ref, &digest),
     );
     let report = f
         .verify(&f.policy(&ed_policy(identity)), &image, &digest)

@@ -1,16 +1,12 @@
 //! The 3-node RabbitMQ test cluster (testenv/cluster-up.sh): brought up by the tests that need it, one such
 //! test at a time. A cluster that cannot be brought up is a test failure, never a skip.
 
-#![allow(dead_code)]
-
-use crate::support::common::{self, Env};
-use std::path::PathBuf;
+use super::broker::mgmt_at;
+use super::env::{protocol_of, requester_protocol, testenv_dir, Env};
+use super::http::HttpError;
+use super::server::server_config;
 use std::process::Command;
 use std::time::{Duration, Instant};
-
-fn testenv_dir() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("testenv")
-}
 
 /// The cluster, up and whole, for as long as this value lives; no other cluster test of this checkout runs
 /// meanwhile (they kill nodes). Teardown is testenv/cluster-down.sh's (testenv/test.sh calls it).
@@ -89,11 +85,11 @@ impl Cluster {
     pub fn mgmt(&self, method: &str, path: &str, body: &str) -> String {
         let mut last = String::new();
         for base in &self.mgmt_urls {
-            match common::mgmt_at(base, method, path, body) {
+            match mgmt_at(base, method, path, body) {
                 Ok(text) => return text,
                 // a node that is down does not answer at all; try the next
-                Err((true, e)) => last = e,
-                Err((false, e)) => panic!("{method} {base}{path}: {e}"),
+                Err(HttpError::Unreachable(e)) => last = e,
+                Err(e) => panic!("{method} {base}{path}: {e}"),
             }
         }
         panic!("{method} {path}: no node answered: {last}")
@@ -154,16 +150,13 @@ impl Cluster {
     /// A connector to the cluster over the suite's requester protocol, trying `urls` in order.
     pub fn connector(&self, urls: &[String], name: &str) -> signbus::transport::Connector {
         signbus::transport::Connector {
-            config: Cluster::broker_config(
-                urls,
-                common::protocol_of(&common::requester_protocol()),
-            ),
+            config: Cluster::broker_config(urls, protocol_of(&requester_protocol())),
             container_id: name.to_owned(),
         }
     }
 }
 
-/// A test server config (see [`common::server_config`]) with `urls` as its broker failover list.
+/// A test server config (see [`server_config`]) with `urls` as its broker failover list.
 pub fn cluster_server_config(
     env: &Env,
     urls: &[String],
@@ -176,7 +169,7 @@ pub fn cluster_server_config(
         .collect::<Vec<_>>()
         .join(", ");
     let single = format!("urls: [\"{}\"]", env.amqp_url());
-    let config = common::server_config(env, queue, extra_server);
+    let config = server_config(env, queue, extra_server);
     assert!(config.contains(&single));
     config.replace(&single, &format!("urls: [{list}]"))
 }
@@ -196,61 +189,6 @@ pub fn connected_urls(logs: &str) -> Vec<String> {
                 .is_some_and(|m| m.starts_with("connected (AMQP"))
         })
         .filter_map(|v| v["broker"].as_str().map(str::to_owned))
-        .collect()
-}
-
-/// Checks many OpenPGP signed messages with one gpg process (`--multifile --decrypt`, the testenv keyring) and
-/// returns what each signed, in order. Panics unless every one is a good signature by `fingerprint`.
-pub fn gpg_payloads(env: &Env, fingerprint: &str, signatures: &[Vec<u8>]) -> Vec<Vec<u8>> {
-    let dir = tempfile::tempdir().unwrap();
-    let files: Vec<PathBuf> = signatures
-        .iter()
-        .enumerate()
-        .map(|(i, sig)| {
-            let path = dir.path().join(format!("{i}.gpg"));
-            std::fs::write(&path, sig).unwrap();
-            path
-        })
-        .collect();
-    let out = Command::new("gpg")
-        .env("GNUPGHOME", env.gnupg_home())
-        .args([
-            "--batch",
-            "--quiet",
-            "--status-fd",
-            "1",
-            "--multifile",
-            "--decrypt",
-        ])
-        .args(&files)
-        .output()
-        .expect("gpg runs");
-    let status = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "gpg --multifile --decrypt: {status}{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let valid: Vec<&str> = status
-        .lines()
-        .filter_map(|l| l.strip_prefix("[GNUPG:] VALIDSIG "))
-        .collect();
-    assert_eq!(
-        valid.len(),
-        signatures.len(),
-        "one good signature each:\n{status}"
-    );
-    for v in &valid {
-        // VALIDSIG <signing key fpr> ... <primary key fpr>
-        assert_eq!(v.split_whitespace().last(), Some(fingerprint), "{v}");
-    }
-    assert!(
-        !status.contains("BADSIG") && !status.contains("ERRSIG"),
-        "{status}"
-    );
-    files
-        .iter()
-        .map(|f| std::fs::read(f.with_extension("")).expect("gpg wrote the payload"))
         .collect()
 }
 

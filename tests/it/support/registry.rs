@@ -2,8 +2,8 @@
 //! into a tempdir, plus a tiny OCI image layout built by hand and pushed to it with `skopeo copy`. No network
 //! beyond 127.0.0.1 is needed. A missing `docker-registry` or `skopeo` is a test failure, never a skip.
 
-#![allow(dead_code)]
-
+use super::http;
+use super::run::run;
 use sha2::Digest as _;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -14,16 +14,6 @@ const REGISTRY_BIN: &str = "/usr/bin/docker-registry";
 /// `sha256:<hex>` of `bytes`.
 pub fn sha256_digest(bytes: &[u8]) -> String {
     format!("sha256:{:x}", sha2::Sha256::digest(bytes))
-}
-
-/// Runs a command; returns (exit code, stdout, stderr).
-pub fn output(cmd: &mut Command) -> (i32, String, String) {
-    let out = cmd.output().unwrap_or_else(|e| panic!("run {cmd:?}: {e}"));
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
 }
 
 /// A `docker-registry serve` process on `127.0.0.1:<port>` with filesystem storage in its own tempdir.
@@ -116,35 +106,12 @@ fn wait_ready(child: &mut Child, host: &str, log_path: &Path) -> bool {
             );
             return false;
         }
-        if let Ok((200, _)) = try_http_get(host, "/v2/") {
+        if let Ok((200, _)) = http::try_get(&format!("http://{host}/v2/")) {
             return true;
         }
         std::thread::sleep(Duration::from_millis(100));
     }
     false
-}
-
-/// A minimal HTTP/1.1 GET: (status, body), or an error when nothing answers.
-pub fn try_http_get(host: &str, path: &str) -> std::io::Result<(u16, String)> {
-    use std::io::{Read, Write};
-    let mut s = std::net::TcpStream::connect(host)?;
-    s.set_read_timeout(Some(Duration::from_secs(5)))?;
-    write!(
-        s,
-        "GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n"
-    )?;
-    let mut text = String::new();
-    s.read_to_string(&mut text)?;
-    let status = text
-        .split_whitespace()
-        .nth(1)
-        .and_then(|c| c.parse().ok())
-        .unwrap_or(0);
-    let body = text
-        .split_once("\r\n\r\n")
-        .map(|(_, b)| b.to_owned())
-        .unwrap_or_default();
-    Ok((status, body))
 }
 
 /// A one-file ustar archive (no compression).
@@ -198,8 +165,7 @@ pub fn gzip(bytes: &[u8]) -> Vec<u8> {
 pub struct OciLayout {
     pub dir: PathBuf,
     pub tag: String,
-    /// The image manifest's bytes and digest.
-    pub manifest: Vec<u8>,
+    /// The image manifest's digest.
     pub manifest_digest: String,
 }
 
@@ -256,7 +222,6 @@ impl OciLayout {
         OciLayout {
             dir: dir.to_owned(),
             tag: tag.to_owned(),
-            manifest,
             manifest_digest,
         }
     }
@@ -270,14 +235,12 @@ impl OciLayout {
     /// the pushed manifest digest from `--digestfile`.
     pub fn push(&self, dest: &str, tmp: &Path) -> String {
         let digestfile = tmp.join("pushed.digest");
-        let (code, out, err) = output(
-            Command::new("skopeo")
-                .args(["--insecure-policy", "copy", "--quiet", "--preserve-digests"])
-                .args(["--dest-tls-verify=false", "--digestfile"])
-                .arg(&digestfile)
-                .arg(self.oci_url())
-                .arg(dest),
-        );
+        let (code, out, err) = run(Command::new("skopeo")
+            .args(["--insecure-policy", "copy", "--quiet", "--preserve-digests"])
+            .args(["--dest-tls-verify=false", "--digestfile"])
+            .arg(&digestfile)
+            .arg(self.oci_url())
+            .arg(dest));
         assert_eq!(code, 0, "skopeo copy {} {dest}: {out}{err}", self.oci_url());
         std::fs::read_to_string(&digestfile)
             .unwrap()
@@ -289,7 +252,7 @@ impl OciLayout {
 /// `skopeo inspect --tls-verify=false <docker_url>`'s `Digest` field.
 pub fn inspect_digest(docker_url: &str) -> String {
     let (code, out, err) =
-        output(Command::new("skopeo").args(["inspect", "--tls-verify=false", docker_url]));
+        run(Command::new("skopeo").args(["inspect", "--tls-verify=false", docker_url]));
     assert_eq!(code, 0, "skopeo inspect {docker_url}: {out}{err}");
     let v: serde_json::Value = serde_json::from_str(&out).unwrap();
     v["Digest"].as_str().unwrap().to_owned()
