@@ -11,11 +11,13 @@ testenv/up.sh
 # however it ends.
 trap 'testenv/cluster-down.sh || true' EXIT
 
+# The integration tests are one binary, `it` (tests/it/main.rs), with one module per file; nextest's `test()`
+# matches a test's full path (`container_signing_end_to_end::signs_...`), so rows select tests by module.
 # Tests that kill and restart the shared broker run alone, after the others.
-RESTARTS='binary(broker_restart_loses_nothing)'
+RESTARTS='binary(it) & test(/^broker_restart_loses_nothing::/)'
 # Tests on a 3-node cluster of their own that kill its nodes: alone too (they also serialize themselves), for the
 # first protocol row and for AMQP 0-9-1.
-CLUSTER='binary(cluster_failover_loses_nothing)'
+CLUSTER='binary(it) & test(/^cluster_failover_loses_nothing::/)'
 
 # 1. Everything, with server and requester on AMQP 1.0.
 SIGNBUS_TEST_PROTOCOL=amqp1 SIGNBUS_TEST_REQUESTER_PROTOCOL=amqp1 \
@@ -26,7 +28,7 @@ SIGNBUS_TEST_PROTOCOL=amqp1 SIGNBUS_TEST_REQUESTER_PROTOCOL=amqp1 \
     cargo nextest run --no-fail-fast --success-output final -E "$CLUSTER"
 
 # 2. The same broker-facing tests over the other protocol combinations (one suite, parametrised).
-BROKER_TESTS='binary(/^(container|bad|cli|every|sigterm|sigkill|pubtools|metrics|logs|signed_images|topology|verify_agrees|authoriz|cross_type|signer_outage|partitioned)/)'
+BROKER_TESTS='binary(it) & test(/^(container|bad|cli|every|sigterm|sigkill|pubtools|metrics|logs|signed_images|topology|verify_agrees|authoriz|cross_type|signer_outage|partitioned)/)'
 for combo in "amqp091 amqp091" "amqp1 amqp091" "amqp091 amqp1"; do
     set -- $combo
     echo "test.sh: server over $1, requester over $2" >&2
