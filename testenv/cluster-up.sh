@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Bring up a 3-node RabbitMQ cluster on 127.0.0.1 from the cached chroot testenv/up.sh builds, for the tests that
-# prove signbus survives losing the broker node it is connected to (tests/cluster_failover_loses_nothing.rs).
+# prove signbus survives losing the broker node it is connected to (tests/it/cluster_failover_loses_nothing.rs).
 #
 # Each node runs in a private mount namespace (the cached tree bind-mounted read-only at
 # .run/cluster/nodeN/rootfs, its own etc/data/log on top, as up.sh does for the single broker), with node name
