@@ -13,13 +13,16 @@ pub mod identity;
 pub mod lookaside;
 pub mod policy;
 pub mod registries_d;
+mod report;
+mod signed_by;
 
-use crate::claim::Claim;
+use report::simple;
+pub use report::{Report, RequirementReport, SignatureVerdict};
+
 use crate::reference::{self, Reference, ReferenceError};
 use lookaside::{FetchLimits, FetchedSignature, LookasideError};
-use policy::{KeySource, Policy, Requirement, SignedBy};
+use policy::{Policy, Requirement};
 use registries_d::{RegistriesD, RegistriesError};
-use serde::Serialize;
 use sha2::Digest as _;
 use url::Url;
 
@@ -136,60 +139,6 @@ pub fn image_reference(s: &str) -> Result<Reference, VerifyError> {
     Ok(r)
 }
 
-/// The verdict on one signature under one requirement.
-#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
-pub struct SignatureVerdict {
-    /// N in `signature-N`.
-    pub index: usize,
-    /// Where it was read.
-    pub url: String,
-    /// Fingerprint of the key that made it, once known (the claimed key id when the key is not trusted).
-    pub key: Option<String>,
-    /// The signed docker-reference: present only when the signature checked out and the payload parsed.
-    pub identity: Option<String>,
-    /// The signed manifest digest, under the same condition.
-    pub signed_digest: Option<String>,
-    /// Whether this signature satisfies the requirement.
-    pub accepted: bool,
-    /// Why (or "accepted").
-    pub reason: String,
-}
-
-/// The outcome of one requirement.
-#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
-pub struct RequirementReport {
-    /// The requirement's `type`.
-    #[serde(rename = "type")]
-    pub kind: String,
-    /// For `signedBy`: the trusted key fingerprints and the identity rule.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub detail: Option<String>,
-    /// Whether it holds.
-    pub satisfied: bool,
-    /// Why.
-    pub reason: String,
-    /// Per-signature verdicts (signedBy only).
-    #[serde(skip_serializing_if = "Vec::is_empty")]
-    pub signatures: Vec<SignatureVerdict>,
-}
-
-/// The full account of one verification.
-#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
-pub struct Report {
-    /// The image reference, normalised.
-    pub image: String,
-    /// Its manifest digest.
-    pub digest: String,
-    /// The policy entry that applied.
-    pub policy_scope: String,
-    /// The lookaside store read (if signatures were needed), and where it was configured.
-    pub lookaside: Option<String>,
-    /// Every requirement of the entry, in order.
-    pub requirements: Vec<RequirementReport>,
-    /// True when every requirement holds.
-    pub accepted: bool,
-}
-
 /// Checks images against a policy.
 #[derive(Debug)]
 pub struct Verifier<'a> {
@@ -257,16 +206,6 @@ impl Verifier<'_> {
     }
 }
 
-fn simple(kind: &str, satisfied: bool, reason: &str) -> RequirementReport {
-    RequirementReport {
-        kind: kind.to_owned(),
-        detail: None,
-        satisfied,
-        reason: reason.to_owned(),
-        signatures: Vec::new(),
-    }
-}
-
 fn evaluate(
     req: &Requirement,
     image: &Reference,
@@ -290,191 +229,7 @@ fn evaluate(
             false,
             "signedBaseLayer requirements are not implemented",
         ),
-        Requirement::SignedBy(sb) => signed_by(sb, image, digest, fetched),
-    }
-}
-
-fn load_keyrings(keys: &KeySource) -> Result<Vec<Vec<u8>>, String> {
-    let read = |p: &std::path::Path| {
-        std::fs::read(p).map_err(|e| format!("reading key file {}: {e}", p.display()))
-    };
-    match keys {
-        KeySource::Path(p) => Ok(vec![read(p)?]),
-        KeySource::Paths(ps) => ps.iter().map(|p| read(p)).collect(),
-        KeySource::Data(d) => Ok(vec![d.clone()]),
-    }
-}
-
-fn signed_by(
-    sb: &SignedBy,
-    image: &Reference,
-    digest: &ImageDigest,
-    fetched: Option<&[FetchedSignature]>,
-) -> RequirementReport {
-    let mut report = RequirementReport {
-        kind: "signedBy".to_owned(),
-        detail: Some(format!("identity {}", sb.identity)),
-        satisfied: false,
-        reason: String::new(),
-        signatures: Vec::new(),
-    };
-    if sb.key_type != "GPGKeys" {
-        report.reason = format!("keyType {:?} is not implemented", sb.key_type);
-        return report;
-    }
-    let keys = load_keyrings(&sb.keys).and_then(|rings| {
-        gpg::TrustedKeys::import(rings.iter().map(Vec::as_slice)).map_err(|e| e.to_string())
-    });
-    let mut keys = match keys {
-        Ok(k) => k,
-        Err(e) => {
-            report.reason = e;
-            return report;
-        }
-    };
-    report.detail = Some(format!(
-        "keys {}; identity {}",
-        keys.fingerprints().collect::<Vec<_>>().join(", "),
-        sb.identity
-    ));
-    let Some(fetched) = fetched else {
-        report.reason =
-            "no lookaside store is configured for this image, so no signature can be read"
-                .to_owned();
-        return report;
-    };
-    for f in fetched {
-        let v = check_one(&mut keys, sb, image, digest, f);
-        report.signatures.push(v);
-    }
-    let accepted = report.signatures.iter().find(|s| s.accepted);
-    (report.satisfied, report.reason) = match (accepted, report.signatures.len()) {
-        (Some(s), _) => (true, format!("signature-{} is accepted", s.index)),
-        (None, 0) => (
-            false,
-            "a signature was required, but no signature exists".to_owned(),
-        ),
-        (None, n) => (false, format!("none of the {n} signatures is accepted")),
-    };
-    report
-}
-
-fn check_one(
-    keys: &mut gpg::TrustedKeys,
-    sb: &SignedBy,
-    image: &Reference,
-    digest: &ImageDigest,
-    f: &FetchedSignature,
-) -> SignatureVerdict {
-    let mut v = SignatureVerdict {
-        index: f.index,
-        url: f.url.clone(),
-        key: None,
-        identity: None,
-        signed_digest: None,
-        accepted: false,
-        reason: String::new(),
-    };
-    // 1. Cryptography first.
-    let verified = match keys.verify(&f.bytes) {
-        Ok(ok) => ok,
-        Err(rejection) => {
-            if let gpg::SignatureRejection::UnknownKey(k)
-            | gpg::SignatureRejection::Invalid { fingerprint: k, .. } = &rejection
-            {
-                v.key = Some(k.clone());
-            }
-            v.reason = rejection.to_string();
-            return v;
-        }
-    };
-    v.key = Some(verified.fingerprint.clone());
-    // 2. Only now parse the payload, strictly.
-    let claim = match Claim::parse(&verified.payload) {
-        Ok(c) => c,
-        Err(e) => {
-            v.reason = format!("signed payload rejected: {e}");
-            return v;
-        }
-    };
-    v.identity = Some(claim.docker_reference().to_owned());
-    v.signed_digest = Some(claim.manifest_digest().to_string());
-    // 3. The digest.
-    if !digest.matches(claim.manifest_digest().as_str()) {
-        v.reason = format!(
-            "signed digest {} does not match the image digest {}",
-            claim.manifest_digest(),
-            digest.as_str()
-        );
-        return v;
-    }
-    // 4. The identity.
-    match sb.identity.check(image, claim.docker_reference()) {
-        Ok(()) => {
-            v.accepted = true;
-            v.reason = "accepted".to_owned();
-        }
-        Err(why) => v.reason = why,
-    }
-    v
-}
-
-impl Report {
-    /// The human-readable report.
-    pub fn to_text(&self) -> String {
-        use std::fmt::Write as _;
-        let mut s = String::new();
-        let _ = writeln!(s, "image:     {}", self.image);
-        let _ = writeln!(s, "digest:    {}", self.digest);
-        let _ = writeln!(s, "policy:    {}", self.policy_scope);
-        if let Some(l) = &self.lookaside {
-            let _ = writeln!(s, "lookaside: {l}");
-        }
-        for (i, r) in self.requirements.iter().enumerate() {
-            let _ = writeln!(
-                s,
-                "requirement {}: {}{}",
-                i + 1,
-                r.kind,
-                r.detail
-                    .as_deref()
-                    .map(|d| format!(" ({d})"))
-                    .unwrap_or_default()
-            );
-            for sig in &r.signatures {
-                let verdict = if sig.accepted { "ACCEPTED" } else { "rejected" };
-                let _ = writeln!(s, "  signature-{}: {verdict}", sig.index);
-                let _ = writeln!(
-                    s,
-                    "    key:      {}",
-                    sig.key.as_deref().unwrap_or("(unknown)")
-                );
-                if let Some(id) = &sig.identity {
-                    let _ = writeln!(s, "    identity: {id}");
-                }
-                let _ = writeln!(s, "    reason:   {}", sig.reason);
-            }
-            let _ = writeln!(
-                s,
-                "  → {}: {}",
-                if r.satisfied {
-                    "satisfied"
-                } else {
-                    "NOT satisfied"
-                },
-                r.reason
-            );
-        }
-        let _ = writeln!(
-            s,
-            "verdict:   {}",
-            if self.accepted {
-                "ACCEPTED by policy"
-            } else {
-                "REJECTED by policy"
-            }
-        );
-        s
+        Requirement::SignedBy(sb) => signed_by::signed_by(sb, image, digest, fetched),
     }
 }
 
