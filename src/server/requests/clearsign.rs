@@ -1,8 +1,8 @@
 //! `clearsign_signature`: a cleartext signature over text, which must not be a claim look-alike.
 
-use super::{decode, named_repo, not_a_claim, Refusal};
+use super::{Refusal, UncheckedData};
 use crate::server::authorize::Identity;
-use crate::server::signatory::{SignJob, Signatory};
+use crate::server::signatory::Signatory;
 use crate::signing::{SignMode, Signer};
 use crate::wire::{ClearSignRequest, RequestType};
 
@@ -12,16 +12,13 @@ pub(super) async fn sign<S: Signer>(
     r: &ClearSignRequest,
     who: &Identity,
 ) -> Result<String, Refusal> {
-    let data = not_a_claim(decode("data", &r.data)?)?;
-    signatory
-        .sign(SignJob {
-            kind: RequestType::ClearSign,
-            key_id: &r.sig_key_id,
-            key_name: r.sig_keyname.as_deref(),
-            mode: SignMode::Clear,
-            data,
-            who,
-            repo: named_repo(&r.repo),
-        })
-        .await
+    let data = UncheckedData {
+        kind: RequestType::ClearSign,
+        member: "data",
+        b64: &r.data,
+        key_id: &r.sig_key_id,
+        key_name: r.sig_keyname.as_deref(),
+        repo: r.repo.as_deref(),
+    };
+    data.sign(signatory, SignMode::Clear, who).await
 }

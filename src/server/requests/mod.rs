@@ -91,9 +91,37 @@ fn not_a_claim(data: Vec<u8>) -> Result<Vec<u8>, Refusal> {
     Ok(data)
 }
 
-/// The repository a clearsign or blob request names: an empty one (pubtools-sign sends "" for blobs) names none.
-fn named_repo(repo: &Option<String>) -> Option<&str> {
-    repo.as_deref().filter(|r| !r.is_empty())
+/// What clearsign and blob requests share: base64 data the server cannot check beyond refusing a claim
+/// look-alike, and a repository it cannot verify (an empty one, as pubtools-sign sends for blobs, names none).
+struct UncheckedData<'a> {
+    kind: RequestType,
+    member: &'static str,
+    b64: &'a str,
+    key_id: &'a str,
+    key_name: Option<&'a str>,
+    repo: Option<&'a str>,
+}
+
+impl UncheckedData<'_> {
+    /// Decodes the data, refuses a claim look-alike, and signs it in `mode`.
+    async fn sign<S: Signer>(
+        self,
+        signatory: &Signatory<S>,
+        mode: crate::signing::SignMode,
+        who: &Identity,
+    ) -> Result<String, Refusal> {
+        let data = not_a_claim(decode(self.member, self.b64)?)?;
+        let job = super::signatory::SignJob {
+            kind: self.kind,
+            key_id: self.key_id,
+            key_name: self.key_name,
+            mode,
+            data,
+            who,
+            repo: self.repo.filter(|r| !r.is_empty()),
+        };
+        signatory.sign(job).await
+    }
 }
 
 /// Decodes and strictly parses a claim, and checks it names `digest` and a reference inside `repo`.
