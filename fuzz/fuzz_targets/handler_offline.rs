@@ -11,23 +11,16 @@ use libfuzzer_sys::fuzz_target;
 use serde_json::{Map, Value};
 use signbus::config::ServerConfig;
 use signbus::server::handler::{Decision, Handler, Origin, Outcome};
-use signbus::signing::{KeyRing, ResolvedKey, SignError, SignMode, Signer};
+use signbus::signing::fake::FakeSigner;
+use signbus::signing::{KeyRing, ResolvedKey};
 use signbus::transport::IncomingMessage;
 use signbus::wire::{RequestType, Schema};
 use std::sync::{Arc, OnceLock};
 
 /// Signs by returning the data: the handler's logic without gpg.
-struct Echo;
-
-impl Signer for Echo {
-    async fn sign(&self, _: &str, _: SignMode, data: Vec<u8>) -> Result<Vec<u8>, SignError> {
-        Ok(data)
-    }
-}
-
 struct Fixture {
     rt: tokio::runtime::Runtime,
-    handler: Handler<Echo>,
+    handler: Handler<FakeSigner>,
 }
 
 fn fixture() -> &'static Fixture {
@@ -54,7 +47,7 @@ fn fixture() -> &'static Fixture {
              reply_cache: {capacity: 0}}}",
         )
         .expect("a valid configuration");
-        let handler = Handler::new(Arc::new(Echo), keys, &cfg, Default::default(), Default::default()).expect("no authorization section");
+        let handler = Handler::new(Arc::new(FakeSigner::new()), keys, &cfg, Default::default(), Default::default()).expect("no authorization section");
         let rt = tokio::runtime::Builder::new_current_thread()
             .build()
             .expect("a current-thread runtime");

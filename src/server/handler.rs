@@ -362,47 +362,26 @@ fn request_span(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::signing::{ResolvedKey, SignError, SignMode};
+    use crate::signing::fake::FakeSigner;
+    use crate::signing::ResolvedKey;
     use serde_json::json;
-    use std::sync::atomic::{AtomicUsize, Ordering};
     use std::time::Instant;
-
-    /// Fails its first `failures` signatures with a gpg error, then signs (returns the data).
-    struct Flaky {
-        failures: usize,
-        calls: AtomicUsize,
-    }
-
-    impl Signer for Flaky {
-        async fn sign(&self, fpr: &str, _: SignMode, data: Vec<u8>) -> Result<Vec<u8>, SignError> {
-            if self.calls.fetch_add(1, Ordering::SeqCst) < self.failures {
-                return Err(SignError::Gpg {
-                    fingerprint: fpr.into(),
-                    reason: "agent gone".into(),
-                });
-            }
-            Ok(data)
-        }
-    }
 
     const FPR: &str = "0123456789ABCDEF0123456789ABCDEF01234567";
 
-    fn handler(failures: usize) -> (Handler<Flaky>, Arc<Health>) {
+    fn handler(failures: usize) -> (Handler<FakeSigner>, Arc<Health>) {
         handler_with(failures, "")
     }
 
     /// A handler whose `server:` section also has `extra` (YAML flow members, each followed by `, `).
-    fn handler_with(failures: usize, extra: &str) -> (Handler<Flaky>, Arc<Health>) {
+    fn handler_with(failures: usize, extra: &str) -> (Handler<FakeSigner>, Arc<Health>) {
         let keys = KeyRing::new(vec![ResolvedKey {
             fingerprint: FPR.into(),
             name: Some("k".into()),
             aliases: vec![],
         }])
         .unwrap();
-        let signer = Arc::new(Flaky {
-            failures,
-            calls: AtomicUsize::new(0),
-        });
+        let signer = Arc::new(FakeSigner::failing_first(failures));
         let health = Arc::new(Health::new());
         health.set_consuming(true);
         let cfg = ServerConfig::from_yaml(&format!(
@@ -459,11 +438,7 @@ mod tests {
         let (o2, again) = reply_of(h.handle(&m, Origin::Broker).await);
         assert_eq!((o1, o2), (Outcome::Signed, Outcome::Signed));
         assert_eq!(first, again, "the same reply, signature included");
-        assert_eq!(
-            h.signatory.signer().calls.load(Ordering::SeqCst),
-            1,
-            "signed once"
-        );
+        assert_eq!(h.signatory.signer().calls(), 1, "signed once");
         let other = with(m, "data", Value::String("b3RoZXI=".into()));
         let (o, msg) = reply_of(h.handle(&other, Origin::Broker).await);
         assert_eq!(o, Outcome::Conflict);
@@ -473,7 +448,7 @@ mod tests {
             e.contains("\"r1\" was already used for a different request"),
             "{e}"
         );
-        assert_eq!(h.signatory.signer().calls.load(Ordering::SeqCst), 1);
+        assert_eq!(h.signatory.signer().calls(), 1);
     }
 
     #[tokio::test]
@@ -538,11 +513,7 @@ mod tests {
             reply_of(h.handle(&bad_time, Origin::Broker).await).0,
             Outcome::Schema
         );
-        assert_eq!(
-            h.signatory.signer().calls.load(Ordering::SeqCst),
-            1,
-            "only in-time was signed"
-        );
+        assert_eq!(h.signatory.signer().calls(), 1, "only in-time was signed");
     }
 
     #[tokio::test]
@@ -559,11 +530,7 @@ mod tests {
             reply_of(h.handle(&m, Origin::Broker).await).0,
             Outcome::Signer
         );
-        assert_eq!(
-            h.signatory.signer().calls.load(Ordering::SeqCst),
-            3,
-            "three attempts"
-        );
+        assert_eq!(h.signatory.signer().calls(), 3, "three attempts");
         // Not remembered: a resend is signed (the signer works again by now).
         let (o, _) = reply_of(h.handle(&m, Origin::Broker).await);
         assert_eq!(o, Outcome::Signed);
@@ -585,7 +552,7 @@ mod tests {
         assert_eq!(o, Outcome::Schema);
         let e = msg["errors"][0].as_str().unwrap();
         assert!(e.contains("/claims") && e.contains("10000"), "{e}");
-        assert_eq!(h.signatory.signer().calls.load(Ordering::SeqCst), 0);
+        assert_eq!(h.signatory.signer().calls(), 0);
     }
 
     fn props(mtype: &str) -> Map<String, Value> {
@@ -616,7 +583,7 @@ mod tests {
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
         // Two failed re-tests, then one good one.
-        assert_eq!(h.signatory.signer().calls.load(Ordering::SeqCst), 4);
+        assert_eq!(h.signatory.signer().calls(), 4);
         let handled = h
             .handle(&clearsign(props("clearsign_signature")), Origin::Broker)
             .await;

@@ -4,6 +4,8 @@
 //! The server asks "sign these bytes with the key whose fingerprint is F, in mode M" and gets bytes back. This
 //! module owns keys and signatures; it never sees AMQP, request ids or claims.
 
+#[cfg(any(test, feature = "test-support"))]
+pub mod fake;
 pub mod gpgme_pool;
 pub mod keys;
 pub mod secret;
