@@ -14,6 +14,7 @@ pub use prepare::{
     prepare_batch, prepare_blob, prepare_clearsign, prepare_container, Common, ContainerSignInput,
 };
 
+use crate::backoff::Backoff;
 use crate::transport::{Connect, OutgoingMessage, Settlement, Transport, TransportError};
 use crate::wire::Schema;
 pub use config::{MsgSignerConfig, RequesterConfig};
@@ -308,7 +309,7 @@ impl<'a> Run<'a> {
     async fn reconnect<C: Connect>(&self, connect: &C, losses: u32) -> Result<C::Conn, String> {
         let budget = self.retry.timeout * self.retry.retries.max(1);
         let started = Instant::now();
-        let mut wait = Duration::from_millis(250);
+        let mut wait = Backoff::new(Duration::from_millis(250), Duration::from_secs(5));
         loop {
             match connect.connect().await {
                 Ok(t) => {
@@ -320,13 +321,12 @@ impl<'a> Run<'a> {
                 Err(e @ TransportError::BadUrl { .. }) => {
                     return Err(format!("MessagingError : {e}"))
                 }
-                Err(e) if losses == 0 || started.elapsed() + wait > budget => {
+                Err(e) if losses == 0 || started.elapsed() + wait.peek() > budget => {
                     return Err(format!("MessagingError : {e}"));
                 }
                 Err(e) => {
-                    tracing::warn!(error = %e, retry_in = ?wait, "broker unreachable");
-                    tokio::time::sleep(wait).await;
-                    wait = (wait * 2).min(Duration::from_secs(5));
+                    tracing::warn!(error = %e, retry_in = ?wait.peek(), "broker unreachable");
+                    tokio::time::sleep(wait.next_delay()).await;
                 }
             }
         }

@@ -655,7 +655,8 @@ impl<S: Signer> Handler<S> {
             .map(|k| k.fingerprint.clone())
             .collect();
         let retest = async move {
-            let mut wait = Duration::from_millis(200);
+            let mut wait =
+                crate::backoff::Backoff::new(Duration::from_millis(200), Duration::from_secs(30));
             loop {
                 let mut failed = None;
                 for fpr in &fingerprints {
@@ -673,11 +674,10 @@ impl<S: Signer> Handler<S> {
                     }
                     Some(SignError::Closed) => return,
                     Some(e) => {
-                        tracing::warn!(error = %e, retry_in = ?wait, "signer test signature failed")
+                        tracing::warn!(error = %e, retry_in = ?wait.peek(), "signer test signature failed")
                     }
                 }
-                tokio::time::sleep(wait).await;
-                wait = (wait * 2).min(Duration::from_secs(30));
+                tokio::time::sleep(wait.next_delay()).await;
             }
         };
         let mut background = self.background.lock().unwrap_or_else(|e| e.into_inner());

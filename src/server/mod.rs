@@ -15,6 +15,7 @@ pub mod recent;
 pub mod reply_address;
 pub mod trace_context;
 
+use crate::backoff::Backoff;
 use crate::config::ServerConfig;
 use crate::metrics::Metrics;
 use crate::signing::Signer;
@@ -56,7 +57,7 @@ pub async fn run<S: Signer>(
         std::process::id(),
         uuid::Uuid::new_v4().simple()
     );
-    let mut backoff = Duration::from_millis(200);
+    let mut backoff = Backoff::new(Duration::from_millis(200), Duration::from_secs(30));
     let mut current: Option<Arc<transport::Broker>> = None;
     while !shutdown.is_cancelled() {
         let connected = tokio::select! {
@@ -67,7 +68,7 @@ pub async fn run<S: Signer>(
             Ok(t) => Arc::new(t),
             Err(e) if e.is_permanent() => return Err(e),
             Err(e) => {
-                tracing::error!(error = %e, retry_in = ?backoff, "broker unreachable");
+                tracing::error!(error = %e, retry_in = ?backoff.peek(), "broker unreachable");
                 if !wait_before_retry(&mut backoff, &shutdown).await {
                     break;
                 }
@@ -99,7 +100,7 @@ pub async fn run<S: Signer>(
                 return Err(e);
             }
             Err(e) => {
-                tracing::error!(error = %e, retry_in = ?backoff, "could not start consuming; reconnecting");
+                tracing::error!(error = %e, retry_in = ?backoff.peek(), "could not start consuming; reconnecting");
                 transport.close().await;
                 if !wait_before_retry(&mut backoff, &shutdown).await {
                     break;
@@ -107,7 +108,7 @@ pub async fn run<S: Signer>(
                 continue;
             }
         };
-        backoff = Duration::from_millis(200);
+        backoff.reset();
         // Cancelled when a reply publish finds the connection unusable: reconnect, even if the request link
         // still delivers (otherwise every request would be released and redelivered in a loop).
         let broken = CancellationToken::new();
@@ -173,14 +174,12 @@ pub async fn run<S: Signer>(
     Ok(())
 }
 
-/// Sleeps `backoff` (then doubles it, up to 30 s) unless `shutdown` comes first; false on shutdown.
-async fn wait_before_retry(backoff: &mut Duration, shutdown: &CancellationToken) -> bool {
-    let slept = tokio::select! {
+/// Sleeps the next `backoff` delay unless `shutdown` comes first; false on shutdown.
+async fn wait_before_retry(backoff: &mut Backoff, shutdown: &CancellationToken) -> bool {
+    tokio::select! {
         _ = shutdown.cancelled() => false,
-        _ = tokio::time::sleep(*backoff) => true,
-    };
-    *backoff = (*backoff * 2).min(Duration::from_secs(30));
-    slept
+        _ = tokio::time::sleep(backoff.next_delay()) => true,
+    }
 }
 
 /// Logs and counts a request task that panicked (its delivery, dropped unsettled, goes back to the broker).
