@@ -8,7 +8,6 @@
 pub mod address;
 pub mod amqp091;
 pub mod amqp1;
-mod amqp1_sasl;
 mod delivery;
 pub use crate::tls;
 

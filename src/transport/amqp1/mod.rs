@@ -5,6 +5,8 @@
 //! and one receiver link per subscription with explicit settlement and automatic credit. A task per receiver
 //! owns the link; deliveries settle through it. Knows nothing of what the bodies mean.
 
+mod sasl;
+
 use super::delivery::{spawn_consumer, ConsumerLink, LinkEvent};
 use super::{
     BrokerConfig, IncomingMessage, OutgoingMessage, Sasl, Settlement, Subscription, Transport,
@@ -228,7 +230,7 @@ impl Engine {
                 .map_err(|_| format!("TLS handshake timed out after {CONNECT_TIMEOUT:?}"))?
                 .map_err(|e| crate::tls::handshake_error(&url.host, &e).to_string())?;
             if external {
-                let sasl = super::amqp1_sasl::external(&mut tls, &url.host);
+                let sasl = sasl::external(&mut tls, &url.host);
                 tokio::time::timeout(CONNECT_TIMEOUT, sasl)
                     .await
                     .map_err(|_| format!("SASL EXTERNAL timed out after {CONNECT_TIMEOUT:?}"))??;
