@@ -8,6 +8,7 @@
 pub mod address;
 pub mod amqp091;
 pub mod amqp1;
+pub mod broker_url;
 mod delivery;
 pub use crate::tls;
 
@@ -315,8 +316,7 @@ impl BrokerConfig {
             .urls
             .iter()
             .map(|u| {
-                let u = u.replacen("091://", "://", 1);
-                amqp1::BrokerUrl::parse(&u)
+                broker_url::BrokerUrl::parse(u)
                     .ok()
                     .and_then(|b| b.credentials)
                     .map(|(user, _)| user)
@@ -333,7 +333,7 @@ impl BrokerConfig {
         match self.protocol {
             Protocol::Auto => {
                 let first = self.urls.first().map(String::as_str).unwrap_or_default();
-                if first.starts_with("amqp091://") || first.starts_with("amqps091://") {
+                if broker_url::names_amqp091(first) {
                     Protocol::Amqp091
                 } else {
                     Protocol::Amqp1
@@ -449,7 +449,7 @@ pub async fn connect(cfg: &BrokerConfig, container_id: &str) -> Result<Broker, T
 impl std::fmt::Debug for BrokerConfig {
     /// Never shows the password, nor passwords inside URLs.
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let urls: Vec<String> = self.urls.iter().map(|u| amqp1::redact(u)).collect();
+        let urls: Vec<String> = self.urls.iter().map(|u| broker_url::redact(u)).collect();
         f.debug_struct("BrokerConfig")
             .field("urls", &urls)
             .field("protocol", &self.protocol)

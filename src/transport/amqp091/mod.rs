@@ -12,6 +12,7 @@
 //! TLS URL is never spoken to in plaintext.
 
 use super::address::Address;
+use super::broker_url::{redact, redact_list, without_091, BrokerUrl};
 use super::delivery::{spawn_consumer, ConsumerLink, LinkEvent};
 use super::{
     BrokerConfig, IncomingMessage, OutgoingMessage, Settlement, Subscription, Transport,
@@ -43,9 +44,7 @@ pub struct Amqp091 {
 /// The lapin URI for a signbus broker URL: `amqp091://` / `amqps091://` become `amqp://` / `amqps://`, and the
 /// default vhost is filled in.
 pub fn lapin_uri(url: &str, cfg: &BrokerConfig) -> String {
-    let mut uri = url
-        .replacen("amqp091://", "amqp://", 1)
-        .replacen("amqps091://", "amqps://", 1);
+    let mut uri = without_091(url);
     if let (Ok(mut u), Some(user)) = (url::Url::parse(&uri), cfg.username.as_deref()) {
         if u.username().is_empty() && cfg.sasl == super::Sasl::Plain {
             let _ = u.set_username(user);
@@ -69,7 +68,7 @@ async fn open(url: &str, cfg: &BrokerConfig, container_id: &str) -> Result<Conne
     // Heartbeats: the broker and we each send one every heartbeat/2; lapin drops the connection after twice the
     // heartbeat without hearing from the broker.
     uri.query.heartbeat = Some(cfg.heartbeat_secs);
-    let named_user = url::Url::parse(url).is_ok_and(|u| !u.username().is_empty());
+    let named_user = BrokerUrl::parse(url).is_ok_and(|u| u.credentials.is_some());
     if cfg.sasl == super::Sasl::External && !named_user {
         if uri.scheme != AMQPScheme::AMQPS || cfg.tls.cert_key.is_none() {
             return Err(
@@ -153,7 +152,7 @@ impl Amqp091 {
             };
             match tokio::time::timeout(CONNECT_TIMEOUT, attempt).await {
                 Ok(Ok((connection, publisher))) => {
-                    let url = super::amqp1::redact(url);
+                    let url = redact(url);
                     tracing::info!(broker = %url, "connected (AMQP 0-9-1)");
                     return Ok(Amqp091 {
                         connection,
@@ -165,15 +164,10 @@ impl Amqp091 {
                 Ok(Err(e)) => last = e,
                 Err(_) => last = format!("connect timed out after {CONNECT_TIMEOUT:?}"),
             }
-            tracing::warn!(broker = %super::amqp1::redact(url), error = %last, "broker connection failed");
+            tracing::warn!(broker = %redact(url), error = %last, "broker connection failed");
         }
         Err(TransportError::Connect {
-            attempts: cfg
-                .urls
-                .iter()
-                .map(|u| super::amqp1::redact(u))
-                .collect::<Vec<_>>()
-                .join(", "),
+            attempts: redact_list(&cfg.urls),
             last,
         })
     }

@@ -7,6 +7,7 @@
 
 mod sasl;
 
+use super::broker_url::{bad_url, redact, redact_list, BrokerUrl, Scheme};
 use super::delivery::{spawn_consumer, ConsumerLink, LinkEvent};
 use super::{
     BrokerConfig, IncomingMessage, OutgoingMessage, Sasl, Settlement, Subscription, Transport,
@@ -56,53 +57,6 @@ struct Links {
     next_link: u64,
 }
 
-/// The parts of a broker URL this transport uses.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct BrokerUrl {
-    /// `amqp` or `amqps`.
-    pub scheme: String,
-    /// Host name or address.
-    pub host: String,
-    /// TCP port (5672 / 5671 by default).
-    pub port: u16,
-    /// Credentials from the URL, implying SASL PLAIN.
-    pub credentials: Option<(String, String)>,
-}
-
-impl BrokerUrl {
-    /// Parses `amqp[s]://[user:pass@]host[:port][/...]`.
-    pub fn parse(s: &str) -> Result<Self, TransportError> {
-        let bad = |reason: &str| TransportError::BadUrl {
-            url: redact(s),
-            reason: reason.to_owned(),
-        };
-        let u = url::Url::parse(s).map_err(|e| bad(&e.to_string()))?;
-        let scheme = u.scheme().to_owned();
-        let default_port = match scheme.as_str() {
-            "amqp" => 5672,
-            "amqps" => 5671,
-            _ => return Err(bad("scheme must be amqp or amqps")),
-        };
-        let host = u.host_str().ok_or_else(|| bad("no host"))?.to_owned();
-        let credentials = if u.username().is_empty() {
-            None
-        } else {
-            let dec = |x: &str| {
-                url::form_urlencoded::parse(x.as_bytes())
-                    .map(|(k, v)| format!("{k}{v}"))
-                    .collect::<String>()
-            };
-            Some((dec(u.username()), dec(u.password().unwrap_or(""))))
-        };
-        Ok(BrokerUrl {
-            scheme,
-            host,
-            port: u.port().unwrap_or(default_port),
-            credentials,
-        })
-    }
-}
-
 /// Opens an AMQP connection (SASL as `profile` says) over an established stream, within the connect timeout.
 /// `heartbeat_secs` > 0 sets the idle time-out: we advertise half of twice the heartbeat (the broker must send
 /// something at least every heartbeat) and drop the connection after twice the heartbeat of silence.
@@ -141,17 +95,6 @@ where
         })
 }
 
-/// A URL with any password replaced, for messages and logs.
-pub fn redact(url: &str) -> String {
-    match url::Url::parse(url) {
-        Ok(mut u) if u.password().is_some() => {
-            let _ = u.set_password(Some("***"));
-            u.to_string()
-        }
-        _ => url.to_owned(),
-    }
-}
-
 impl Engine {
     /// Connects to the first URL in `cfg.urls` that accepts a connection, session and anonymous sender.
     pub async fn connect(cfg: &BrokerConfig, container_id: &str) -> Result<Self, TransportError> {
@@ -164,6 +107,9 @@ impl Engine {
         let mut last = String::new();
         for url in &cfg.urls {
             let parsed = BrokerUrl::parse(url)?;
+            if parsed.scheme.names_amqp091() {
+                return Err(bad_url(url, "scheme must be amqp or amqps"));
+            }
             match Self::connect_one(cfg, &parsed, container_id).await {
                 Ok(mut c) => {
                     c.url = redact(url);
@@ -177,12 +123,7 @@ impl Engine {
             }
         }
         Err(TransportError::Connect {
-            attempts: cfg
-                .urls
-                .iter()
-                .map(|u| redact(u))
-                .collect::<Vec<_>>()
-                .join(", "),
+            attempts: redact_list(&cfg.urls),
             last,
         })
     }
@@ -215,14 +156,14 @@ impl Engine {
             (None, Sasl::None | Sasl::External) => None,
         };
         let external = cfg.sasl == Sasl::External && url.credentials.is_none();
-        if external && (url.scheme != "amqps" || cfg.tls.cert_key.is_none()) {
+        if external && (url.scheme != Scheme::Amqps || cfg.tls.cert_key.is_none()) {
             return Err(
                 "SASL EXTERNAL needs TLS with a client certificate (amqps:// and tls.cert_key / \
                  messaging_cert_key)"
                     .into(),
             );
         }
-        let mut connection = if url.scheme == "amqps" {
+        let mut connection = if url.scheme == Scheme::Amqps {
             let connector = crate::tls::connector(&cfg.tls).map_err(|e| e.to_string())?;
             let name = crate::tls::server_name(&url.host).map_err(|e| e.to_string())?;
             let mut tls = tokio::time::timeout(CONNECT_TIMEOUT, connector.connect(name, stream))
@@ -710,20 +651,6 @@ fn unix_millis(t: std::time::SystemTime) -> i64 {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn parses_broker_urls() {
-        let u = BrokerUrl::parse("amqp://127.0.0.1:5673").unwrap();
-        assert_eq!(
-            (u.host.as_str(), u.port, u.credentials.is_none()),
-            ("127.0.0.1", 5673, true)
-        );
-        let u = BrokerUrl::parse("amqps://u%40x:p%2F@broker.example.com").unwrap();
-        assert_eq!(u.port, 5671);
-        assert_eq!(u.credentials, Some(("u@x".into(), "p/".into())));
-        assert!(BrokerUrl::parse("http://x").is_err());
-        assert_eq!(redact("amqp://u:secret@h:1"), "amqp://u:***@h:1");
-    }
 
     #[test]
     fn properties_round_trip_as_scalars() {
