@@ -10,6 +10,7 @@ pub mod amqp091;
 pub mod amqp1;
 pub mod broker_url;
 mod delivery;
+mod failover;
 pub use crate::tls;
 
 pub use delivery::{Delivery, Settlement, Subscription};

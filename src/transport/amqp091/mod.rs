@@ -12,8 +12,9 @@
 //! TLS URL is never spoken to in plaintext.
 
 use super::address::Address;
-use super::broker_url::{redact, redact_list, without_091, BrokerUrl};
+use super::broker_url::{without_091, BrokerUrl};
 use super::delivery::{spawn_consumer, ConsumerLink, LinkEvent};
+use super::failover;
 use super::{
     BrokerConfig, IncomingMessage, OutgoingMessage, Settlement, Subscription, Transport,
     TransportError,
@@ -136,9 +137,8 @@ fn describe_tls_failure(host: &str, e: &lapin::Error) -> String {
 impl Amqp091 {
     /// Connects to the first URL in `cfg.urls` that accepts a connection and a confirm-mode channel.
     pub async fn connect(cfg: &BrokerConfig, container_id: &str) -> Result<Self, TransportError> {
-        let mut last = String::new();
-        for url in &cfg.urls {
-            let attempt = async {
+        let walk =
+            failover::first_reachable(&cfg.urls, "AMQP 0-9-1", CONNECT_TIMEOUT, |url| async move {
                 let connection = open(url, cfg, container_id).await?;
                 let publisher = connection
                     .create_channel()
@@ -148,27 +148,14 @@ impl Amqp091 {
                     .confirm_select(ConfirmSelectOptions::default())
                     .await
                     .map_err(|e| e.to_string())?;
-                Ok::<_, String>((connection, publisher))
-            };
-            match tokio::time::timeout(CONNECT_TIMEOUT, attempt).await {
-                Ok(Ok((connection, publisher))) => {
-                    let url = redact(url);
-                    tracing::info!(broker = %url, "connected (AMQP 0-9-1)");
-                    return Ok(Amqp091 {
-                        connection,
-                        publisher,
-                        publish_timeout: Duration::from_secs(cfg.publish_timeout_secs.max(1)),
-                        url,
-                    });
-                }
-                Ok(Err(e)) => last = e,
-                Err(_) => last = format!("connect timed out after {CONNECT_TIMEOUT:?}"),
-            }
-            tracing::warn!(broker = %redact(url), error = %last, "broker connection failed");
-        }
-        Err(TransportError::Connect {
-            attempts: redact_list(&cfg.urls),
-            last,
+                Ok((connection, publisher))
+            });
+        let ((connection, publisher), url) = walk.await?;
+        Ok(Amqp091 {
+            connection,
+            publisher,
+            publish_timeout: Duration::from_secs(cfg.publish_timeout_secs.max(1)),
+            url,
         })
     }
 

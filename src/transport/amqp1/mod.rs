@@ -7,8 +7,9 @@
 
 mod sasl;
 
-use super::broker_url::{bad_url, redact, redact_list, BrokerUrl, Scheme};
+use super::broker_url::{bad_url, BrokerUrl, Scheme};
 use super::delivery::{spawn_consumer, ConsumerLink, LinkEvent};
+use super::failover;
 use super::{
     BrokerConfig, IncomingMessage, OutgoingMessage, Sasl, Settlement, Subscription, Transport,
     TransportError,
@@ -32,7 +33,12 @@ use std::time::Duration;
 use tokio::net::TcpStream;
 use tokio::sync::{mpsc, oneshot, Mutex};
 
+/// How long each step of connecting (TCP, TLS, SASL EXTERNAL, AMQP open, session and senders) may take.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// How long one broker of the failover list gets: the sum of the steps' own limits, so a slow step's own
+/// error (which names the step) comes first.
+const ATTEMPT_LIMIT: Duration = Duration::from_secs(5 * 10);
 
 /// Anonymous senders per connection. Each carries one unsettled message at a time (a non-batchable transfer:
 /// RabbitMQ delays the outcome of `batchable` transfers), so this many publishes are in flight at once.
@@ -96,36 +102,19 @@ where
 }
 
 impl Engine {
-    /// Connects to the first URL in `cfg.urls` that accepts a connection, session and anonymous sender.
+    /// Connects to the first URL in `cfg.urls` that accepts a connection, session and anonymous senders.
     pub async fn connect(cfg: &BrokerConfig, container_id: &str) -> Result<Self, TransportError> {
-        if cfg.urls.is_empty() {
-            return Err(TransportError::BadUrl {
-                url: String::new(),
-                reason: "no broker URL configured".into(),
+        let walk =
+            failover::first_reachable(&cfg.urls, "AMQP 1.0", ATTEMPT_LIMIT, |url| async move {
+                let parsed = BrokerUrl::parse(url)?;
+                if parsed.scheme.names_amqp091() {
+                    return Err(bad_url(url, "scheme must be amqp or amqps").into());
+                }
+                Ok(Self::connect_one(cfg, &parsed, container_id).await?)
             });
-        }
-        let mut last = String::new();
-        for url in &cfg.urls {
-            let parsed = BrokerUrl::parse(url)?;
-            if parsed.scheme.names_amqp091() {
-                return Err(bad_url(url, "scheme must be amqp or amqps"));
-            }
-            match Self::connect_one(cfg, &parsed, container_id).await {
-                Ok(mut c) => {
-                    c.url = redact(url);
-                    tracing::info!(broker = %c.url, "connected (AMQP 1.0)");
-                    return Ok(c);
-                }
-                Err(e) => {
-                    tracing::warn!(broker = %redact(url), error = %e, "broker connection failed");
-                    last = e;
-                }
-            }
-        }
-        Err(TransportError::Connect {
-            attempts: redact_list(&cfg.urls),
-            last,
-        })
+        let (mut engine, url) = walk.await?;
+        engine.url = url;
+        Ok(engine)
     }
 
     async fn connect_one(
