@@ -318,10 +318,11 @@ impl<'a> Run<'a> {
                     }
                     return Ok(t);
                 }
-                Err(e @ TransportError::BadUrl { .. }) => {
-                    return Err(format!("MessagingError : {e}"))
-                }
-                Err(e) if losses == 0 || started.elapsed() + wait.peek() > budget => {
+                Err(e)
+                    if e.is_permanent()
+                        || losses == 0
+                        || started.elapsed() + wait.peek() > budget =>
+                {
                     return Err(format!("MessagingError : {e}"));
                 }
                 Err(e) => {
@@ -341,7 +342,7 @@ impl<'a> Run<'a> {
             .collect();
         let mut sub = match transport.subscribe(self.listen_to, 1000).await {
             Ok(s) => s,
-            Err(e) if is_connection_loss(&e) => return CycleEnd::Lost(e.to_string()),
+            Err(e) if e.is_retryable() => return CycleEnd::Lost(e.to_string()),
             Err(e) => {
                 return CycleEnd::Failed(format!("MessagingError : cannot listen for replies: {e}"))
             }
@@ -384,7 +385,7 @@ impl<'a> Run<'a> {
             }
         }
         match failure {
-            Some(e) if is_connection_loss(&e) => return CycleEnd::Lost(e.to_string()),
+            Some(e) if e.is_retryable() => return CycleEnd::Lost(e.to_string()),
             Some(e) => {
                 return CycleEnd::Failed(format!("MessagingError : {}", send_error_hint(&e)))
             }
@@ -459,14 +460,6 @@ impl<'a> Run<'a> {
         self.ex.replies.insert(id.clone(), (doc, props));
         Some(id)
     }
-}
-
-/// Errors after which a new connection may succeed where this one failed.
-fn is_connection_loss(e: &TransportError) -> bool {
-    matches!(
-        e,
-        TransportError::Lost(_) | TransportError::Connect { .. } | TransportError::Timeout { .. }
-    )
 }
 
 /// Marks a reply that broke the reply schema as failed, keeping what it said.

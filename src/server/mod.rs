@@ -292,9 +292,7 @@ async fn process<S: Signer, T: Transport>(
                         tracing::info!(%address, outcome = outcome.as_str(), "replied");
                         (Settlement::Accept, outcome.as_str(), None)
                     }
-                    Err(
-                        e @ (TransportError::Unroutable { .. } | TransportError::Rejected { .. }),
-                    ) => {
+                    Err(e) if e.is_refused() => {
                         let reason = format!("reply could not be delivered: {e}");
                         let dead = Some(RejectReason::ReplyUndeliverable);
                         (Settlement::Reject { reason }, REJECTED, dead)

@@ -10,10 +10,12 @@ pub mod amqp091;
 pub mod amqp1;
 pub mod broker_url;
 mod delivery;
+mod error;
 mod failover;
 pub use crate::tls;
 
 pub use delivery::{Delivery, Settlement, Subscription};
+pub use error::TransportError;
 
 use serde_json::{Map, Value};
 use std::future::Future;
@@ -54,47 +56,6 @@ pub struct IncomingMessage {
     pub user_id: Option<String>,
     /// When the sender said the message expires (`absolute-expiry-time`, or creation time + TTL).
     pub expires_at: Option<std::time::SystemTime>,
-}
-
-/// What went wrong while talking to the broker.
-#[derive(Debug, thiserror::Error)]
-#[non_exhaustive]
-pub enum TransportError {
-    /// No broker in the list accepted a connection. Retry is safe (later, with backoff).
-    #[error("cannot connect to any broker ({attempts}): {last}")]
-    Connect { attempts: String, last: String },
-    /// A broker URL could not be understood. Retrying will not help: fix the configuration.
-    #[error("invalid broker URL {url:?}: {reason}")]
-    BadUrl { url: String, reason: String },
-    /// The broker refused to attach a link to this address (missing queue, no permission).
-    /// Retrying will not help until the topology or permissions change.
-    #[error("broker refused address {address:?}: {reason}")]
-    Attach { address: String, reason: String },
-    /// The broker had no route for the message (AMQP 1.0 `released`, 0-9-1 `basic.return`): nobody could receive it.
-    /// Nothing was delivered; retry only once a receiver exists.
-    #[error("message to {address:?} could not be routed (no queue bound / nobody listening)")]
-    Unroutable { address: String },
-    /// The broker rejected the message (e.g. the exchange does not exist). Nothing was delivered.
-    #[error("broker rejected message to {address:?}: {reason}")]
-    Rejected { address: String, reason: String },
-    /// The broker did not settle the message in time. It may or may not have been delivered.
-    #[error("broker did not confirm message to {address:?} within {timeout:?}")]
-    Timeout { address: String, timeout: Duration },
-    /// The connection or link broke. Publishing may be retried on a new connection; unsettled deliveries
-    /// will be redelivered by the broker.
-    #[error("connection to broker lost: {0}")]
-    Lost(String),
-}
-
-impl TransportError {
-    /// True when reconnecting and trying again cannot help: the configuration or the broker's topology or
-    /// permissions must change first (a malformed URL, an address the broker refuses).
-    pub fn is_permanent(&self) -> bool {
-        matches!(
-            self,
-            TransportError::BadUrl { .. } | TransportError::Attach { .. }
-        )
-    }
 }
 
 /// One connection to a broker, whatever the protocol.
