@@ -68,7 +68,7 @@ pub(super) async fn publish(
             .await
             .map_err(|_| TransportError::Timeout {
                 address: address.clone(),
-                timeout: timeout,
+                timeout,
             })??;
     match confirmation {
         Confirmation::Ack(None) => Ok(()),
