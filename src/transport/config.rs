@@ -152,6 +152,27 @@ impl BrokerConfig {
         }
     }
 
+    /// True when SASL EXTERNAL authenticates a connection: configured, and the URL names no user (a user in
+    /// the URL means PLAIN). An error when it would but the connection is not TLS (`tls_scheme://`) or no client
+    /// certificate is configured.
+    pub(crate) fn sasl_external(
+        &self,
+        url_names_user: bool,
+        tls: bool,
+        tls_scheme: &str,
+    ) -> Result<bool, String> {
+        if self.sasl != Sasl::External || url_names_user {
+            return Ok(false);
+        }
+        if !tls || self.tls.cert_key.is_none() {
+            return Err(format!(
+                "SASL EXTERNAL needs TLS with a client certificate ({tls_scheme}:// and tls.cert_key / \
+                 messaging_cert_key)"
+            ));
+        }
+        Ok(true)
+    }
+
     /// The protocol to speak, resolving `auto` by the first URL's scheme.
     pub fn resolved_protocol(&self) -> Protocol {
         match self.protocol {
@@ -222,5 +243,24 @@ mod tests {
             None
         );
         assert_eq!(cfg(&["amqp://h"], Sasl::Anonymous, None).plain_user(), None);
+    }
+
+    #[test]
+    fn sasl_external_needs_tls_and_a_certificate_unless_the_url_names_a_user() {
+        let mut cfg = BrokerConfig {
+            sasl: Sasl::External,
+            ..Default::default()
+        };
+        assert_eq!(cfg.sasl_external(true, false, "amqps"), Ok(false));
+        let err = cfg.sasl_external(false, true, "amqps091").unwrap_err();
+        assert!(
+            err.contains("(amqps091:// and tls.cert_key / messaging_cert_key)"),
+            "{err}"
+        );
+        cfg.tls.cert_key = Some("client.pem".into());
+        assert!(cfg.sasl_external(false, false, "amqps").is_err());
+        assert_eq!(cfg.sasl_external(false, true, "amqps"), Ok(true));
+        cfg.sasl = Sasl::Plain;
+        assert_eq!(cfg.sasl_external(false, false, "amqps"), Ok(false));
     }
 }

@@ -12,6 +12,10 @@ use super::TransportError;
 use std::future::Future;
 use std::time::Duration;
 
+/// How long each step of connecting to one broker (TCP, TLS, SASL, the AMQP handshake, the first channel or
+/// session) may take. AMQP 0-9-1, whose library takes all steps in one call, gives its whole attempt this long.
+pub(super) const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+
 /// Why one attempt at one broker failed.
 #[derive(Debug)]
 pub(super) enum AttemptError {

@@ -6,12 +6,12 @@
 //! spoken to in plaintext, and errors must never carry a password.
 
 use crate::transport::broker_url::{without_091, BrokerUrl};
+use crate::transport::failover::CONNECT_TIMEOUT;
 use crate::transport::{BrokerConfig, Sasl};
 use lapin::uri::{AMQPScheme, AMQPUri};
 use lapin::{AsyncTcpStream, Connection, ConnectionProperties};
 use std::io;
 use std::net::SocketAddr;
-use std::time::Duration;
 
 /// The lapin URI for a signbus broker URL: `amqp091://` / `amqps091://` become `amqp://` / `amqps://`, and the
 /// default vhost is filled in.
@@ -26,9 +26,6 @@ pub fn lapin_uri(url: &str, cfg: &BrokerConfig) -> String {
     }
     uri
 }
-
-/// How long one broker gets for TCP, TLS, the AMQP handshake and the publishing channel.
-pub(super) const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Opens an AMQP 0-9-1 connection to `url`: plain TCP for `amqp091://`, TLS with [`crate::tls::client_config`]
 /// for `amqps091://` (never plaintext). Both go through lapin's own connection machinery (heartbeats, confirms).
@@ -45,14 +42,7 @@ pub(super) async fn open(
     // heartbeat without hearing from the broker.
     uri.query.heartbeat = Some(cfg.heartbeat_secs);
     let named_user = BrokerUrl::parse(url).is_ok_and(|u| u.credentials.is_some());
-    if cfg.sasl == Sasl::External && !named_user {
-        if uri.scheme != AMQPScheme::AMQPS || cfg.tls.cert_key.is_none() {
-            return Err(
-                "SASL EXTERNAL needs TLS with a client certificate (amqps091:// and \
-                        tls.cert_key / messaging_cert_key)"
-                    .into(),
-            );
-        }
+    if cfg.sasl_external(named_user, uri.scheme == AMQPScheme::AMQPS, "amqps091")? {
         uri.query.auth_mechanism = Some(lapin::uri::SASLMechanism::External);
     }
     if uri.scheme != AMQPScheme::AMQPS {

@@ -41,7 +41,7 @@ impl Amqp091 {
         let walk = failover::first_reachable(
             &cfg.urls,
             "AMQP 0-9-1",
-            connect::CONNECT_TIMEOUT,
+            failover::CONNECT_TIMEOUT,
             |url| async move {
                 let connection = connect::open(url, cfg, container_id).await?;
                 let publisher = connection

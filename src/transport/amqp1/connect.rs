@@ -6,7 +6,7 @@
 
 use super::{publisher, Engine, Links};
 use crate::transport::broker_url::{bad_url, BrokerUrl, Scheme};
-use crate::transport::failover;
+use crate::transport::failover::{self, CONNECT_TIMEOUT};
 use crate::transport::{BrokerConfig, Sasl, TransportError};
 use fe2o3_amqp::connection::ConnectionHandle;
 use fe2o3_amqp::sasl_profile::SaslProfile;
@@ -15,12 +15,10 @@ use std::time::Duration;
 use tokio::net::TcpStream;
 use tokio::sync::Mutex;
 
-/// How long each step of connecting (TCP, TLS, SASL EXTERNAL, AMQP open, session and senders) may take.
-const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
-
-/// How long one broker of the failover list gets: the sum of the steps' own limits, so a slow step's own
-/// error (which names the step) comes first.
-const ATTEMPT_LIMIT: Duration = Duration::from_secs(5 * 10);
+/// How long one broker of the failover list gets: the sum of the limits of the five steps (TCP, TLS, SASL
+/// EXTERNAL, AMQP open, session and senders), each [`CONNECT_TIMEOUT`], so a slow step's own error (which
+/// names the step) comes first.
+const ATTEMPT_LIMIT: Duration = CONNECT_TIMEOUT.saturating_mul(5);
 
 /// Opens an AMQP connection (SASL as `profile` says) over an established stream, within the connect timeout.
 /// `heartbeat_secs` > 0 sets the idle time-out: we advertise half of twice the heartbeat (the broker must send
@@ -103,15 +101,9 @@ impl Engine {
             (None, Sasl::Anonymous) => Some(SaslProfile::Anonymous),
             (None, Sasl::None | Sasl::External) => None,
         };
-        let external = cfg.sasl == Sasl::External && url.credentials.is_none();
-        if external && (url.scheme != Scheme::Amqps || cfg.tls.cert_key.is_none()) {
-            return Err(
-                "SASL EXTERNAL needs TLS with a client certificate (amqps:// and tls.cert_key / \
-                 messaging_cert_key)"
-                    .into(),
-            );
-        }
-        let mut connection = if url.scheme == Scheme::Amqps {
+        let tls = url.scheme == Scheme::Amqps;
+        let external = cfg.sasl_external(url.credentials.is_some(), tls, "amqps")?;
+        let mut connection = if tls {
             let connector = crate::tls::connector(&cfg.tls).map_err(|e| e.to_string())?;
             let name = crate::tls::server_name(&url.host).map_err(|e| e.to_string())?;
             let mut tls = tokio::time::timeout(CONNECT_TIMEOUT, connector.connect(name, stream))
