@@ -1,9 +1,13 @@
-//! Moving messages to and from a broker: one trait, one file per protocol.
+//! Moving messages to and from a broker: one trait, one directory per protocol (`amqp1/`, `amqp091/`).
 //!
 //! A [`Transport`] publishes [`OutgoingMessage`]s and waits until the broker has settled them, and opens
 //! [`Subscription`]s that yield [`Delivery`]s which the caller settles exactly once ([`Settlement`]). A delivery
 //! dropped unsettled is released back to the broker, never lost. This module knows nothing of gpg, claims or
 //! the JSON inside bodies: bodies are bytes, properties are JSON scalars.
+//!
+//! This file owns the traits and the message types; the pieces both protocols share sit beside it (`broker.rs`,
+//! `config.rs`, `error.rs`, `broker_url.rs`, `failover.rs`, `address.rs`, `delivery.rs`). A protocol must never
+//! import from the other protocol's directory: what both need lives here.
 
 pub mod address;
 pub mod amqp091;
