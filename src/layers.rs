@@ -20,11 +20,19 @@ const ALLOWED: &[(&str, &[&str])] = &[
             "claim",
             "metrics",
             "digest",
+            "backoff",
         ],
     ),
     (
         "requester",
-        &["transport", "wire", "claim", "reference", "digest"],
+        &[
+            "transport",
+            "wire",
+            "claim",
+            "reference",
+            "digest",
+            "backoff",
+        ],
     ),
     // Checking and publishing images.
     ("store", &["verify", "reference", "digest"]),
@@ -35,7 +43,7 @@ const ALLOWED: &[(&str, &[&str])] = &[
     // Server configuration: shapes the lower layers own.
     ("config", &["transport", "signing", "wire"]),
     // Moving bytes; signing bytes.
-    ("transport", &["tls", "cert"]),
+    ("transport", &["tls", "cert", "backoff"]),
     ("signing", &[]),
     // Formats.
     ("wire", &["digest", "strict_json", "reference"]),
@@ -47,6 +55,7 @@ const ALLOWED: &[(&str, &[&str])] = &[
     ("cert", &[]),
     ("digest", &[]),
     ("strict_json", &[]),
+    ("backoff", &[]),
 ];
 
 /// Every `.rs` file under `dir`.

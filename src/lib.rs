@@ -9,6 +9,7 @@
 //!
 //! Layers only point down: `cli` → `server`/`requester` → `transport`, `wire`, `claim`, `signing`, `config`.
 
+pub mod backoff;
 pub mod cert;
 pub mod claim;
 pub mod config;

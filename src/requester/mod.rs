@@ -15,6 +15,7 @@ pub use prepare::{
     prepare_batch, prepare_blob, prepare_clearsign, prepare_container, Common, ContainerSignInput,
 };
 
+use crate::backoff::Backoff;
 use crate::transport::{Connect, OutgoingMessage, Settlement, Transport, TransportError};
 use crate::wire::Schema;
 pub use config::{MsgSignerConfig, RequesterConfig};
@@ -309,7 +310,7 @@ impl<'a> Run<'a> {
     async fn reconnect<C: Connect>(&self, connect: &C, losses: u32) -> Result<C::Conn, String> {
         let budget = self.retry.timeout * self.retry.retries.max(1);
         let started = Instant::now();
-        let mut wait = Duration::from_millis(250);
+        let mut wait = Backoff::new(Duration::from_millis(250), Duration::from_secs(5));
         loop {
             match connect.connect().await {
                 Ok(t) => {
@@ -318,16 +319,16 @@ impl<'a> Run<'a> {
                     }
                     return Ok(t);
                 }
-                Err(e @ TransportError::BadUrl { .. }) => {
-                    return Err(format!("MessagingError : {e}"))
-                }
-                Err(e) if losses == 0 || started.elapsed() + wait > budget => {
+                Err(e)
+                    if e.is_permanent()
+                        || losses == 0
+                        || started.elapsed() + wait.peek() > budget =>
+                {
                     return Err(format!("MessagingError : {e}"));
                 }
                 Err(e) => {
-                    tracing::warn!(error = %e, retry_in = ?wait, "broker unreachable");
-                    tokio::time::sleep(wait).await;
-                    wait = (wait * 2).min(Duration::from_secs(5));
+                    tracing::warn!(error = %e, retry_in = ?wait.peek(), "broker unreachable");
+                    tokio::time::sleep(wait.next_delay()).await;
                 }
             }
         }
@@ -342,7 +343,7 @@ impl<'a> Run<'a> {
             .collect();
         let mut sub = match transport.subscribe(self.listen_to, 1000).await {
             Ok(s) => s,
-            Err(e) if is_connection_loss(&e) => return CycleEnd::Lost(e.to_string()),
+            Err(e) if e.is_retryable() => return CycleEnd::Lost(e.to_string()),
             Err(e) => {
                 return CycleEnd::Failed(format!("MessagingError : cannot listen for replies: {e}"))
             }
@@ -385,7 +386,7 @@ impl<'a> Run<'a> {
             }
         }
         match failure {
-            Some(e) if is_connection_loss(&e) => return CycleEnd::Lost(e.to_string()),
+            Some(e) if e.is_retryable() => return CycleEnd::Lost(e.to_string()),
             Some(e) => {
                 return CycleEnd::Failed(format!("MessagingError : {}", send_error_hint(&e)))
             }
@@ -460,14 +461,6 @@ impl<'a> Run<'a> {
         self.ex.replies.insert(id.clone(), (doc, props));
         Some(id)
     }
-}
-
-/// Errors after which a new connection may succeed where this one failed.
-fn is_connection_loss(e: &TransportError) -> bool {
-    matches!(
-        e,
-        TransportError::Lost(_) | TransportError::Connect { .. } | TransportError::Timeout { .. }
-    )
 }
 
 /// Marks a reply that broke the reply schema as failed, keeping what it said.

@@ -20,6 +20,7 @@ mod requests;
 pub mod signatory;
 pub mod trace_context;
 
+use crate::backoff::Backoff;
 use crate::config::ServerConfig;
 use crate::metrics::Metrics;
 use crate::signing::Signer;
@@ -62,7 +63,7 @@ pub async fn run<S: Signer>(
         std::process::id(),
         uuid::Uuid::new_v4().simple()
     );
-    let mut backoff = Duration::from_millis(200);
+    let mut backoff = Backoff::new(Duration::from_millis(200), Duration::from_secs(30));
     let mut current: Option<Arc<transport::Broker>> = None;
     while !shutdown.is_cancelled() {
         let connected = tokio::select! {
@@ -73,7 +74,7 @@ pub async fn run<S: Signer>(
             Ok(t) => Arc::new(t),
             Err(e) if e.is_permanent() => return Err(e),
             Err(e) => {
-                tracing::error!(error = %e, retry_in = ?backoff, "broker unreachable");
+                tracing::error!(error = %e, retry_in = ?backoff.peek(), "broker unreachable");
                 if !wait_before_retry(&mut backoff, &shutdown).await {
                     break;
                 }
@@ -105,7 +106,7 @@ pub async fn run<S: Signer>(
                 return Err(e);
             }
             Err(e) => {
-                tracing::error!(error = %e, retry_in = ?backoff, "could not start consuming; reconnecting");
+                tracing::error!(error = %e, retry_in = ?backoff.peek(), "could not start consuming; reconnecting");
                 transport.close().await;
                 if !wait_before_retry(&mut backoff, &shutdown).await {
                     break;
@@ -113,7 +114,7 @@ pub async fn run<S: Signer>(
                 continue;
             }
         };
-        backoff = Duration::from_millis(200);
+        backoff.reset();
         // Cancelled when a reply publish finds the connection unusable: reconnect, even if the request link
         // still delivers (otherwise every request would be released and redelivered in a loop).
         let broken = CancellationToken::new();
@@ -179,14 +180,12 @@ pub async fn run<S: Signer>(
     Ok(())
 }
 
-/// Sleeps `backoff` (then doubles it, up to 30 s) unless `shutdown` comes first; false on shutdown.
-async fn wait_before_retry(backoff: &mut Duration, shutdown: &CancellationToken) -> bool {
-    let slept = tokio::select! {
+/// Sleeps the next `backoff` delay unless `shutdown` comes first; false on shutdown.
+async fn wait_before_retry(backoff: &mut Backoff, shutdown: &CancellationToken) -> bool {
+    tokio::select! {
         _ = shutdown.cancelled() => false,
-        _ = tokio::time::sleep(*backoff) => true,
-    };
-    *backoff = (*backoff * 2).min(Duration::from_secs(30));
-    slept
+        _ = tokio::time::sleep(backoff.next_delay()) => true,
+    }
 }
 
 /// Logs and counts a request task that panicked (its delivery, dropped unsettled, goes back to the broker).
@@ -299,9 +298,7 @@ async fn process<S: Signer, T: Transport>(
                         tracing::info!(%address, outcome = outcome.as_str(), "replied");
                         (Settlement::Accept, outcome.as_str(), None)
                     }
-                    Err(
-                        e @ (TransportError::Unroutable { .. } | TransportError::Rejected { .. }),
-                    ) => {
+                    Err(e) if e.is_refused() => {
                         let reason = format!("reply could not be delivered: {e}");
                         let dead = Some(RejectReason::ReplyUndeliverable);
                         (Settlement::Reject { reason }, REJECTED, dead)

@@ -9,6 +9,7 @@
 use super::authorize::{Authorizer, Identity};
 use super::health::Health;
 use super::refusal::Refusal;
+use crate::backoff::Backoff;
 use crate::metrics::Metrics;
 use crate::signing::{KeyRing, SignError, SignMode, Signer};
 use crate::wire::{Request, RequestType};
@@ -153,7 +154,7 @@ impl<S: Signer> Signatory<S> {
             .map(|k| k.fingerprint.clone())
             .collect();
         let retest = async move {
-            let mut wait = Duration::from_millis(200);
+            let mut wait = Backoff::new(Duration::from_millis(200), Duration::from_secs(30));
             loop {
                 let mut failed = None;
                 for fpr in &fingerprints {
@@ -171,11 +172,10 @@ impl<S: Signer> Signatory<S> {
                     }
                     Some(SignError::Closed) => return,
                     Some(e) => {
-                        tracing::warn!(error = %e, retry_in = ?wait, "signer test signature failed")
+                        tracing::warn!(error = %e, retry_in = ?wait.peek(), "signer test signature failed")
                     }
                 }
-                tokio::time::sleep(wait).await;
-                wait = (wait * 2).min(Duration::from_secs(30));
+                tokio::time::sleep(wait.next_delay()).await;
             }
         };
         let mut background = self.background.lock().unwrap_or_else(|e| e.into_inner());

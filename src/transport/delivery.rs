@@ -2,7 +2,8 @@
 //!
 //! Each protocol's consumer task hands out [`Delivery`]s carrying a token and a channel back to itself; the
 //! task turns a [`Settlement`] into the protocol's disposition on the link the message came from. This file
-//! owns the "settle exactly once, release on drop" rule.
+//! owns the "settle exactly once, release on drop" rule, and must never settle a delivery the caller did not
+//! settle, except to release it.
 
 use super::{IncomingMessage, TransportError};
 use std::collections::HashMap;
