@@ -10,6 +10,7 @@ use signbus::server::handler::{Decision, Handler, Origin};
 use signbus::server::{self, endpoints, health::Health};
 use signbus::signing::gpgme_pool::{resolve_keys, GpgmePool};
 use signbus::signing::load_passphrases;
+use signbus::transport;
 use std::path::PathBuf;
 use std::sync::Arc;
 use tokio_util::sync::CancellationToken;
@@ -114,7 +115,15 @@ pub async fn run(a: ServeArgs) -> Result<i32> {
         tracing::info!("shutdown requested: no new requests; draining");
         trigger.cancel();
     });
-    let result = server::run(&cfg, handler, metrics, health, shutdown).await;
+    let connector = transport::Connector {
+        config: cfg.broker.clone(),
+        container_id: format!(
+            "signbus-server-{}-{}",
+            std::process::id(),
+            uuid::Uuid::new_v4().simple()
+        ),
+    };
+    let result = server::run(&cfg, &connector, handler, metrics, health, shutdown).await;
     // The listener outlives the drain, so /metrics can be scraped until the end.
     http_stop.cancel();
     if let Some(task) = http {

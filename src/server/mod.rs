@@ -24,7 +24,7 @@ use crate::backoff::Backoff;
 use crate::config::ServerConfig;
 use crate::metrics::Metrics;
 use crate::signing::Signer;
-use crate::transport::{self, Delivery, Settlement, Transport, TransportError};
+use crate::transport::{Connect, Delivery, Settlement, Transport, TransportError};
 use handler::{Handler, Origin};
 use health::Health;
 use outcome::{Decision, RejectReason};
@@ -47,9 +47,11 @@ pub const RELEASED: &str = "released";
 /// (a malformed broker URL, a request address the broker refuses). Every broker round trip is time-boxed
 /// (`broker.publish_timeout_secs`) and raced against `shutdown`; a broker that does not answer is treated as a
 /// lost connection. Counts into `metrics` (a request task that panics is logged and counted; its delivery is
-/// released); reports connected and consuming into `health`.
-pub async fn run<S: Signer>(
+/// released); reports connected and consuming into `health`. Connections come from `connector` (the broker of
+/// `cfg.broker` in production: [`transport::Connector`]; an in-memory broker in tests).
+pub async fn run<S: Signer, C: Connect>(
     cfg: &ServerConfig,
+    connector: &C,
     handler: Handler<S>,
     metrics: Arc<Metrics>,
     health: Arc<Health>,
@@ -58,17 +60,12 @@ pub async fn run<S: Signer>(
     let handler = Arc::new(handler);
     let limit = Arc::new(Semaphore::new(cfg.server.max_in_flight));
     let mut tasks = JoinSet::new();
-    let container_id = format!(
-        "signbus-server-{}-{}",
-        std::process::id(),
-        uuid::Uuid::new_v4().simple()
-    );
     let mut backoff = Backoff::new(Duration::from_millis(200), Duration::from_secs(30));
-    let mut current: Option<Arc<transport::Broker>> = None;
+    let mut current: Option<Arc<C::Conn>> = None;
     while !shutdown.is_cancelled() {
         let connected = tokio::select! {
             _ = shutdown.cancelled() => break,
-            t = transport::connect(&cfg.broker, &container_id) => t,
+            t = connector.connect() => t,
         };
         let transport = match connected {
             Ok(t) => Arc::new(t),
@@ -332,6 +329,9 @@ async fn process<S: Signer, T: Transport>(
     };
     settle.instrument(span).await;
 }
+
+#[cfg(test)]
+mod consume_tests;
 
 #[cfg(test)]
 mod tests {

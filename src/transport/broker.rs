@@ -52,25 +52,6 @@ impl Broker {
     }
 }
 
-impl Broker {
-    /// Declares `topology` on the broker. Only AMQP 0-9-1 can declare; over AMQP 1.0 this is an error that says
-    /// to declare the topology with the broker's definitions instead.
-    pub async fn declare(&self, topology: &Topology) -> Result<(), TransportError> {
-        match self {
-            Broker::Amqp091(b) => {
-                let what = || format!("the declaration of {:?}", topology.queue);
-                self.time_boxed(what, b.declare(topology)).await
-            }
-            Broker::Amqp1(_) => Err(TransportError::Attach {
-                address: topology.queue.clone(),
-                reason: "server.topology needs AMQP 0-9-1 (broker.protocol: amqp091); over AMQP 1.0 declare \
-                         queues and bindings with the broker's definitions"
-                    .into(),
-            }),
-        }
-    }
-}
-
 impl Transport for Broker {
     async fn publish(&self, msg: OutgoingMessage) -> Result<(), TransportError> {
         match self {
@@ -88,6 +69,14 @@ impl Transport for Broker {
         match self {
             Broker::Amqp1(b) => self.time_boxed(what, b.subscribe(address, prefetch)).await,
             Broker::Amqp091(b) => self.time_boxed(what, b.subscribe(address, prefetch)).await,
+        }
+    }
+
+    async fn declare(&self, topology: &Topology) -> Result<(), TransportError> {
+        let what = || format!("the declaration of {:?}", topology.queue);
+        match self {
+            Broker::Amqp1(b) => self.time_boxed(what, b.declare(topology)).await,
+            Broker::Amqp091(b) => self.time_boxed(what, b.declare(topology)).await,
         }
     }
 

@@ -18,6 +18,8 @@ mod config;
 mod delivery;
 mod error;
 mod failover;
+#[cfg(any(test, feature = "test-support"))]
+pub mod memory;
 pub use crate::tls;
 
 pub use broker::{connect, Broker};
@@ -81,6 +83,13 @@ pub trait Transport: Send + Sync + 'static {
         address: &str,
         prefetch: u32,
     ) -> impl Future<Output = Result<Subscription, TransportError>> + Send;
+
+    /// Declares `topology` (the request queue, its dead-letter queue, bindings) where the protocol can; an
+    /// error that says how to declare it otherwise where it cannot.
+    fn declare(
+        &self,
+        topology: &Topology,
+    ) -> impl Future<Output = Result<(), TransportError>> + Send;
 
     /// Closes the connection politely. Unsettled deliveries are redelivered by the broker.
     fn close(&self) -> impl Future<Output = ()> + Send;

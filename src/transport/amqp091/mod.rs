@@ -73,11 +73,6 @@ impl Amqp091 {
     pub fn url(&self) -> &str {
         &self.url
     }
-
-    /// Declares the request queue (durable), its dead-letter exchange and queue when asked, and its bindings.
-    pub async fn declare(&self, t: &Topology) -> Result<(), TransportError> {
-        topology::declare(&self.connection, t).await
-    }
 }
 
 /// An address that maps to nothing on 0-9-1: a configuration error.
@@ -89,6 +84,11 @@ fn bad_address(e: AddressError) -> TransportError {
 }
 
 impl Transport for Amqp091 {
+    /// Declares the request queue (durable), its dead-letter exchange and queue when asked, and its bindings.
+    async fn declare(&self, t: &Topology) -> Result<(), TransportError> {
+        topology::declare(&self.connection, t).await
+    }
+
     async fn publish(&self, msg: OutgoingMessage) -> Result<(), TransportError> {
         publisher::publish(&self.publisher, self.publish_timeout, msg).await
     }

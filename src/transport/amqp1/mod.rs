@@ -14,7 +14,7 @@ mod convert;
 mod publisher;
 mod sasl;
 
-use super::{BrokerConfig, OutgoingMessage, Subscription, Transport, TransportError};
+use super::{BrokerConfig, OutgoingMessage, Subscription, Topology, Transport, TransportError};
 use fe2o3_amqp::connection::ConnectionHandle;
 use fe2o3_amqp::session::SessionHandle;
 use fe2o3_amqp::Sender;
@@ -154,6 +154,16 @@ impl Amqp1 {
 }
 
 impl Transport for Amqp1 {
+    /// AMQP 1.0 has no way to declare queues: an error that says how to do it instead.
+    async fn declare(&self, topology: &Topology) -> Result<(), TransportError> {
+        Err(TransportError::Attach {
+            address: topology.queue.clone(),
+            reason: "server.topology needs AMQP 0-9-1 (broker.protocol: amqp091); over AMQP 1.0 declare \
+                     queues and bindings with the broker's definitions"
+                .into(),
+        })
+    }
+
     async fn publish(&self, msg: OutgoingMessage) -> Result<(), TransportError> {
         let (done, wait) = oneshot::channel();
         self.commands
