@@ -12,6 +12,7 @@
 pub mod cert;
 pub mod claim;
 pub mod config;
+pub mod cosign;
 pub mod metrics;
 pub mod reference;
 pub mod requester;
