@@ -15,6 +15,7 @@ pub mod config;
 pub mod cosign;
 pub mod metrics;
 pub mod reference;
+pub mod registry;
 pub mod requester;
 pub mod server;
 pub mod signing;
