@@ -5,14 +5,17 @@
 //! layers each hold one payload (media type [`SIMPLE_SIGNING_MEDIA_TYPE`]) with its base64 signature in the
 //! [`SIGNATURE_ANNOTATION`] annotation.
 //!
-//! This module is pure: it works on bytes and values its callers pass in. It never opens files, reads the
-//! environment, or talks to a network; it never imports `transport`, `server` or `requester`.
+//! Everything but [`attach`] is pure: it works on bytes and values its callers pass in, and never opens files,
+//! reads the environment, or talks to a network. [`attach`] reaches a registry only through the
+//! [`crate::registry::Client`] it is given. Nothing here imports `transport`, `server` or `requester`.
 
+pub mod attach;
 pub mod keys;
 pub mod payload;
 pub mod sealed;
 pub mod sign;
 
+pub use attach::{AttachError, AttachOutcome, Attacher};
 pub use keys::{generate_key_pair, KeyError, KeyPairFiles, PrivateKey, PublicKey};
 pub use payload::{default_identity, ParsedPayload, Payload, PayloadError, PAYLOAD_TYPE};
 pub use sign::VerifyError;
