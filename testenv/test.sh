@@ -7,6 +7,10 @@ cd "$(dirname "$0")/.."
 
 testenv/deps.sh build run test
 testenv/up.sh
+# Debian 13's cosign 2.5 and skopeo 1.18 (a cached trixie chroot of their own): the independent implementation the
+# cosign tests check signbus against. Exports SIGNBUS_TEST_COSIGN and SIGNBUS_TEST_COSIGN_ROOTFS.
+cosign_tools=$(testenv/cosign-tools.sh)
+eval "export $(echo "$cosign_tools" | tr '\n' ' ')"
 # The cluster tests start a 3-node RabbitMQ cluster (testenv/cluster-up.sh); it is stopped when this script ends,
 # however it ends.
 trap 'testenv/cluster-down.sh || true' EXIT

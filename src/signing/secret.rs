@@ -36,6 +36,12 @@ impl Passphrase {
         Ok(Passphrase(bytes))
     }
 
+    /// A passphrase given as bytes at the binary's edge (cosign's `COSIGN_PASSWORD`). Empty is allowed: cosign
+    /// encrypts keys under an empty password when told to.
+    pub fn from_bytes(bytes: Vec<u8>) -> Self {
+        Passphrase(bytes)
+    }
+
     /// The secret itself, for the signer to hand to gpg. Never log or format it.
     pub fn expose(&self) -> &[u8] {
         &self.0

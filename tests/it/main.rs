@@ -9,6 +9,8 @@ mod broker_restart_loses_nothing;
 mod cli_is_a_pubtools_sign_drop_in;
 mod cluster_failover_loses_nothing;
 mod container_signing_end_to_end;
+mod cosign_attach_keeps_every_layer;
+mod cosign_keys_interoperate;
 mod cross_type_signatures_are_refused;
 mod docs_match_the_code;
 mod every_request_type_signs_and_verifies;

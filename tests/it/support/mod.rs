@@ -4,6 +4,7 @@
 pub mod bed;
 pub mod broker;
 pub mod cluster;
+pub mod cosign;
 pub mod env;
 pub mod gpg;
 pub mod http;
