@@ -21,6 +21,8 @@ const ALLOWED: &[(&str, &[&str])] = &[
             "metrics",
             "digest",
             "backoff",
+            "cosign",
+            "reference",
         ],
     ),
     (
@@ -54,7 +56,7 @@ const ALLOWED: &[(&str, &[&str])] = &[
     ),
     ("registry", &["tls", "signing", "reference", "digest"]),
     // Server configuration: shapes the lower layers own.
-    ("config", &["transport", "signing", "wire"]),
+    ("config", &["transport", "signing", "wire", "cosign"]),
     // Moving bytes; signing bytes.
     ("transport", &["tls", "cert", "backoff"]),
     ("signing", &[]),

@@ -47,7 +47,14 @@ fn fixture() -> &'static Fixture {
              reply_cache: {capacity: 0}}}",
         )
         .expect("a valid configuration");
-        let handler = Handler::new(Arc::new(FakeSigner::new()), keys, &cfg, Default::default(), Default::default()).expect("no authorization section");
+        let handler = Handler::new(
+            Arc::new(FakeSigner::new()),
+            keys,
+            Default::default(),
+            &cfg,
+            Default::default(),
+            Default::default(),
+        ).expect("no authorization section");
         let rt = tokio::runtime::Builder::new_current_thread()
             .build()
             .expect("a current-thread runtime");

@@ -46,6 +46,11 @@ pub enum LogFormat {
     Json,
 }
 
+/// systemd's credentials directory (`LoadCredential=`), where key passphrases may be named.
+fn credentials_dir() -> Option<PathBuf> {
+    std::env::var_os("CREDENTIALS_DIRECTORY").map(PathBuf::from)
+}
+
 /// Runs the server until SIGTERM or SIGINT (then drains); returns the exit code.
 pub async fn run(a: ServeArgs) -> Result<i32> {
     use std::io::IsTerminal;
@@ -68,8 +73,7 @@ pub async fn run(a: ServeArgs) -> Result<i32> {
     let home = cfg.signing.gnupg_home.clone();
     let workers = cfg.workers();
     let keys_cfg = cfg.signing.keys.clone();
-    // systemd passes credentials (LoadCredential=) in this directory; key passphrases may name them.
-    let credentials = std::env::var_os("CREDENTIALS_DIRECTORY").map(PathBuf::from);
+    let credentials = credentials_dir();
     let pool = tokio::task::spawn_blocking(move || -> Result<GpgmePool> {
         let keys = resolve_keys(home.as_deref(), &keys_cfg).context("resolving signing keys")?;
         let passphrases = load_passphrases(&keys_cfg, &keys, credentials.as_deref())
@@ -89,8 +93,21 @@ pub async fn run(a: ServeArgs) -> Result<i32> {
     metrics.set_signer_sampler(Box::new(move || {
         weak.upgrade().map_or((0, 0), |p| (p.size(), p.busy()))
     }));
-    let handler = Handler::new(pool.clone(), keys, &cfg, metrics.clone(), health.clone())
-        .map_err(|e| anyhow::anyhow!("configuration {}: {e}", a.config.display()))?;
+    let cosign_keys =
+        signbus::config::cosign::load(&cfg.signing.cosign_keys, credentials_dir().as_deref())
+            .context("loading signing.cosign_keys")?;
+    for k in cosign_keys.keys() {
+        tracing::info!(name = %k.name, aliases = ?k.aliases, fingerprint = %k.fingerprint, "cosign key ready");
+    }
+    let handler = Handler::new(
+        pool.clone(),
+        keys,
+        cosign_keys,
+        &cfg,
+        metrics.clone(),
+        health.clone(),
+    )
+    .map_err(|e| anyhow::anyhow!("configuration {}: {e}", a.config.display()))?;
     if let Some(path) = &a.replay {
         return replay(&handler, path).await;
     }

@@ -26,13 +26,14 @@ pub struct AuthorizationConfig {
 pub struct Grant {
     /// The identity: a broker user name, or a `requested_by` value.
     pub requester: String,
-    /// Keys it may sign with: names, aliases, key ids or fingerprints of configured keys.
+    /// Keys it may sign with: names, aliases, key ids or fingerprints of configured gpg keys, or names and
+    /// aliases of configured cosign keys.
     pub keys: Vec<String>,
     /// Repository prefixes it may sign for (`ns/` matches `ns/app`; `ns/app` matches only `ns/app`). Empty: all.
     #[serde(default)]
     pub repositories: Vec<String>,
-    /// Request types it may send (`container`, `batch`, `clearsign`, `blob`). Absent: every type when
-    /// `repositories` is empty, else only `container` and `batch` — clearsign and blob requests carry no
+    /// Request types it may send (`container`, `batch`, `clearsign`, `blob`, `cosign`). Absent: every type when
+    /// `repositories` is empty, else only `container`, `batch` and `cosign` — clearsign and blob requests carry no
     /// repository the server can verify, so a repository-restricted grant allows them only when it lists them.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub types: Option<Vec<RequestType>>,

@@ -5,6 +5,7 @@
 //! else in the crate reads files or environment variables for configuration.
 
 pub mod authorization;
+pub mod cosign;
 
 use crate::signing::KeyConfig;
 use crate::transport::BrokerConfig;
@@ -135,6 +136,10 @@ pub struct SigningSection {
     /// with the error.
     #[serde(default = "default_sign_attempts")]
     pub attempts: u32,
+    /// The cosign keys `cosign_signature` requests are signed with (decrypted once at start). Empty: this
+    /// server refuses cosign requests.
+    #[serde(default)]
+    pub cosign_keys: Vec<cosign::CosignKeyConfig>,
 }
 
 fn default_max_message_bytes() -> usize {
@@ -238,8 +243,8 @@ impl ServerConfig {
         if self.server.max_in_flight == 0 {
             return Err("server.max_in_flight must be at least 1".into());
         }
-        if self.signing.keys.is_empty() {
-            return Err("signing.keys must list at least one key".into());
+        if self.signing.keys.is_empty() && self.signing.cosign_keys.is_empty() {
+            return Err("signing.keys (or signing.cosign_keys) must list at least one key".into());
         }
         if let Some(t) = &self.server.reply_to {
             crate::wire::template::check_template(t)

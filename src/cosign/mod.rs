@@ -12,6 +12,7 @@
 pub mod attach;
 pub mod keys;
 pub mod payload;
+pub mod ring;
 pub mod sealed;
 pub mod sign;
 

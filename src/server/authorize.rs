@@ -13,7 +13,7 @@
 
 use super::refusal::Refusal;
 pub use crate::config::authorization::{AuthorizationConfig, Grant};
-use crate::signing::KeyRing;
+use crate::signing::{KeyError, KeyRing};
 use crate::wire::RequestType;
 
 use std::collections::{HashMap, HashSet};
@@ -82,8 +82,13 @@ impl Authorizer {
         }
     }
 
-    /// Resolves every granted key against `keys`. Fails naming a grant whose key is unknown or ambiguous.
-    pub fn new(config: &AuthorizationConfig, keys: &KeyRing) -> Result<Self, String> {
+    /// Resolves every granted key against `keys` (gpg) and `cosign_keys` (a name no gpg key has). Fails naming a
+    /// grant whose key is unknown or ambiguous.
+    pub fn new(
+        config: &AuthorizationConfig,
+        keys: &KeyRing,
+        cosign_keys: &crate::cosign::ring::KeyRing,
+    ) -> Result<Self, String> {
         let mut grants: HashMap<String, Vec<Resolved>> = HashMap::new();
         for (i, g) in config.grants.iter().enumerate() {
             if g.requester.trim().is_empty() {
@@ -91,19 +96,23 @@ impl Authorizer {
             }
             let mut fingerprints = HashSet::new();
             for k in &g.keys {
-                let key = keys.find(k).map_err(|e| {
-                    format!(
-                        "authorization.grants[{i}] ({}): key {k:?}: {e}",
-                        g.requester
-                    )
-                })?;
-                fingerprints.insert(key.fingerprint.clone());
+                let fingerprint = match (keys.find(k), cosign_keys.find(k)) {
+                    (Ok(key), _) => key.fingerprint.clone(),
+                    (Err(KeyError::Unknown(_)), Some(key)) => key.fingerprint.clone(),
+                    (Err(e), _) => {
+                        return Err(format!(
+                            "authorization.grants[{i}] ({}): key {k:?}: {e}",
+                            g.requester
+                        ))
+                    }
+                };
+                fingerprints.insert(fingerprint);
             }
             let types = match &g.types {
                 Some(t) if t.is_empty() => {
                     return Err(format!(
                         "authorization.grants[{i}] ({}): types is empty (it would allow nothing; \
-                         leave it out for the default, or list container, batch, clearsign, blob)",
+                         leave it out for the default, or list container, batch, clearsign, blob, cosign)",
                         g.requester
                     ))
                 }
@@ -257,7 +266,7 @@ mod tests {
 
     fn authorizer(yaml: &str) -> Result<Authorizer, String> {
         let cfg: AuthorizationConfig = serde_yaml::from_str(yaml).unwrap();
-        Authorizer::new(&cfg, &ring())
+        Authorizer::new(&cfg, &ring(), &Default::default())
     }
 
     #[test]
@@ -395,9 +404,9 @@ mod tests {
             .err()
             .unwrap();
         assert!(e.contains("types is empty"), "{e}");
-        let unknown = "{grants: [{requester: a, keys: [release], types: [cosign]}]}";
+        let unknown = "{grants: [{requester: a, keys: [release], types: [notary]}]}";
         let e = serde_yaml::from_str::<AuthorizationConfig>(unknown).unwrap_err();
-        assert!(e.to_string().contains("unknown variant `cosign`"), "{e}");
+        assert!(e.to_string().contains("unknown variant `notary`"), "{e}");
     }
 
     #[test]

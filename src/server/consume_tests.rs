@@ -41,6 +41,7 @@ fn start(broker: &MemoryBroker, signer: FakeSigner, extra: &str) -> Running {
     let handler = Handler::new(
         Arc::new(signer),
         keys,
+        Default::default(),
         &cfg,
         metrics.clone(),
         health.clone(),

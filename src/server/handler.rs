@@ -17,6 +17,7 @@ use super::requests::{self, Signed};
 use super::signatory::Signatory;
 use super::trace_context::TraceContext;
 use crate::config::ServerConfig;
+use crate::cosign::ring::KeyRing as CosignKeys;
 use crate::metrics::Metrics;
 use crate::signing::{KeyRing, Signer};
 use crate::transport::{IncomingMessage, OutgoingMessage};
@@ -73,26 +74,35 @@ pub struct Handler<S> {
 }
 
 impl<S: Signer> Handler<S> {
-    /// A handler signing with `signer` using `keys` under `cfg`'s rules: reply addressing (replies without
+    /// A handler signing with `signer` using `keys` (and `cosign` for cosign requests) under `cfg`'s rules: reply addressing (replies without
     /// `reply-to` go to `server.reply_to`), limits, the recent-reply cache, and authorization; it counts into
     /// `metrics` and reports signer failures and recoveries to `health`. Fails when the authorization section
     /// grants a key that `keys` does not hold (or names ambiguously).
     pub fn new(
         signer: Arc<S>,
         keys: KeyRing,
+        cosign: CosignKeys,
         cfg: &ServerConfig,
         metrics: Arc<Metrics>,
         health: Arc<Health>,
     ) -> Result<Self, String> {
         let authorizer = match &cfg.authorization {
-            Some(a) => Authorizer::new(a, &keys)?,
+            Some(a) => Authorizer::new(a, &keys, &cosign)?,
             None => Authorizer::allow_all(),
         };
         let s = &cfg.server;
         let cache = &s.reply_cache;
         let attempts = cfg.signing.attempts;
         Ok(Handler {
-            signatory: Signatory::new(signer, keys, authorizer, attempts, metrics.clone(), health),
+            signatory: Signatory::new(
+                signer,
+                keys,
+                cosign,
+                authorizer,
+                attempts,
+                metrics.clone(),
+                health,
+            ),
             reply_template: s.reply_to.clone(),
             task_id_attributes: s.task_id_attributes.clone(),
             max_message_bytes: s.max_message_bytes,
@@ -105,6 +115,11 @@ impl<S: Signer> Handler<S> {
             ),
             metrics,
         })
+    }
+
+    /// The signatory (tests look at its signer).
+    pub fn signatory(&self) -> &Signatory<S> {
+        &self.signatory
     }
 
     /// Decides what to do with one message from `origin`.
@@ -389,7 +404,15 @@ mod tests {
              signing: {{keys: [{{id: k}}]}}}}"
         ))
         .unwrap();
-        let h = Handler::new(signer, keys, &cfg, Default::default(), health.clone()).unwrap();
+        let h = Handler::new(
+            signer,
+            keys,
+            Default::default(),
+            &cfg,
+            Default::default(),
+            health.clone(),
+        )
+        .unwrap();
         (h, health)
     }
 

@@ -65,6 +65,12 @@ pub enum Refusal {
          by container_signature requests, whose claims the server checks)"
     )]
     CrossType,
+    /// The request names a cosign key this server does not hold.
+    #[error("unknown cosign key {0:?}: not one of the cosign keys this server is configured to use (signing.cosign_keys)")]
+    UnknownCosignKey(String),
+    /// The identity or digest of a cosign request does not make a payload.
+    #[error(transparent)]
+    CosignPayload(#[from] crate::cosign::PayloadError),
     /// The key named is unknown, ambiguous or inconsistent.
     #[error(transparent)]
     Key(#[from] KeyError),
@@ -121,7 +127,8 @@ impl Refusal {
             | Refusal::ClaimDigest { .. }
             | Refusal::ClaimRepository { .. } => Outcome::Claim,
             Refusal::CrossType => Outcome::CrossType,
-            Refusal::Key(_) => Outcome::Key,
+            Refusal::Key(_) | Refusal::UnknownCosignKey(_) => Outcome::Key,
+            Refusal::CosignPayload(_) => Outcome::Claim,
             Refusal::NotAuthenticated { .. }
             | Refusal::KeyNotGranted { .. }
             | Refusal::TypeNotGranted { .. }

@@ -10,6 +10,7 @@ use super::authorize::{Authorizer, Identity};
 use super::health::Health;
 use super::refusal::Refusal;
 use crate::backoff::Backoff;
+use crate::cosign::ring::KeyRing as CosignKeys;
 use crate::metrics::Metrics;
 use crate::signing::{KeyRing, SignError, SignMode, Signer};
 use crate::wire::{Request, RequestType};
@@ -38,10 +39,23 @@ pub struct SignJob<'a> {
     pub repo: Option<&'a str>,
 }
 
+/// One cosign signature to make for a request: the payload the server built.
+pub struct CosignJob<'a> {
+    /// `sig_key_id`: a cosign key name or alias.
+    pub key: &'a str,
+    /// The simple-signing payload bytes.
+    pub payload: &'a [u8],
+    /// Who asked.
+    pub who: &'a Identity,
+    /// The repository path of the identity the payload names.
+    pub repo: &'a str,
+}
+
 /// The signer with its keys, the authorization rules and the retry policy.
 pub struct Signatory<S> {
     signer: Arc<S>,
     keys: KeyRing,
+    cosign: CosignKeys,
     authorizer: Authorizer,
     attempts: u32,
     metrics: Arc<Metrics>,
@@ -51,10 +65,12 @@ pub struct Signatory<S> {
 }
 
 impl<S: Signer> Signatory<S> {
-    /// Signs with `signer` using `keys`, for whom `authorizer` allows, making up to `attempts` tries per signature.
+    /// Signs with `signer` using `keys` (and `cosign` for cosign requests), for whom `authorizer` allows,
+    /// making up to `attempts` tries per gpg signature.
     pub fn new(
         signer: Arc<S>,
         keys: KeyRing,
+        cosign: CosignKeys,
         authorizer: Authorizer,
         attempts: u32,
         metrics: Arc<Metrics>,
@@ -63,6 +79,7 @@ impl<S: Signer> Signatory<S> {
         Signatory {
             signer,
             keys,
+            cosign,
             authorizer,
             attempts,
             metrics,
@@ -85,11 +102,15 @@ impl<S: Signer> Signatory<S> {
     /// several, `unknown` when none resolves.
     pub fn key_label(&self, request: Option<&Request>) -> String {
         let mut labels = std::collections::BTreeSet::new();
+        let cosign = request.is_some_and(|r| r.kind() == RequestType::Cosign);
         for (id, name) in request.map(Request::keys).unwrap_or_default() {
-            let label = self
-                .keys
-                .lookup(Some(id), name)
-                .map_or("unknown", |k| k.label());
+            let label = if cosign {
+                self.cosign.find(id).map_or("unknown", |k| k.name.as_str())
+            } else {
+                self.keys
+                    .lookup(Some(id), name)
+                    .map_or("unknown", |k| k.label())
+            };
             labels.insert(label.to_owned());
         }
         match labels.len() {
@@ -137,6 +158,29 @@ impl<S: Signer> Signatory<S> {
                 }
             }
         }
+    }
+
+    /// Checks the job's requester may use its cosign key for its repository, and signs the payload (ECDSA P-256,
+    /// in process: nothing to retry); the signature is base64, as cosign stores it.
+    pub fn sign_cosign(&self, job: CosignJob<'_>) -> Result<String, Refusal> {
+        let key = self
+            .cosign
+            .find(job.key)
+            .ok_or_else(|| Refusal::UnknownCosignKey(job.key.to_owned()))?;
+        let repo = Some(job.repo);
+        self.authorizer.check(
+            job.who,
+            RequestType::Cosign,
+            &key.fingerprint,
+            &key.name,
+            repo,
+        )?;
+        let started = Instant::now();
+        let signature = key.key.sign(job.payload);
+        self.metrics
+            .signing_seconds
+            .observe(started.elapsed().as_secs_f64());
+        Ok(signature)
     }
 
     /// Marks the signer unusable and, unless a re-test is already running, re-tests every configured key in

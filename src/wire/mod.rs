@@ -12,13 +12,15 @@ pub mod template;
 
 pub use container::ContainerRequest;
 pub use reply::Reply;
-pub use request::{BatchClaim, BatchRequest, BlobRequest, ClearSignRequest, Request, ShapeError};
+pub use request::{
+    BatchClaim, BatchRequest, BlobRequest, ClearSignRequest, CosignRequest, Request, ShapeError,
+};
 pub use schema::{Schema, SchemaError};
 
 use serde_json::{Map, Value};
 
 /// Request types (`mtype` property). In configuration (authorization grants) they are named `container`,
-/// `clearsign`, `blob` and `batch`.
+/// `clearsign`, `blob`, `batch` and `cosign`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Deserialize, serde::Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum RequestType {
@@ -31,15 +33,18 @@ pub enum RequestType {
     Blob,
     /// Several container claims in one message.
     Batch,
+    /// A cosign (sigstore) signature of an image digest under an identity; the server builds the payload.
+    Cosign,
 }
 
 impl RequestType {
     /// Every request type.
-    pub const ALL: [RequestType; 4] = [
+    pub const ALL: [RequestType; 5] = [
         RequestType::Container,
         RequestType::ClearSign,
         RequestType::Blob,
         RequestType::Batch,
+        RequestType::Cosign,
     ];
 
     /// The `mtype` string.
@@ -49,6 +54,7 @@ impl RequestType {
             RequestType::ClearSign => "clearsign_signature",
             RequestType::Blob => "gpg_signature",
             RequestType::Batch => "batch",
+            RequestType::Cosign => "cosign_signature",
         }
     }
 
@@ -66,20 +72,25 @@ impl RequestType {
         }
     }
 
-    /// The name configuration uses for it (`container`, `clearsign`, `blob`, `batch`).
+    /// The name configuration uses for it (`container`, `clearsign`, `blob`, `batch`, `cosign`).
     pub fn name(self) -> &'static str {
         match self {
             RequestType::Container => "container",
             RequestType::ClearSign => "clearsign",
             RequestType::Blob => "blob",
             RequestType::Batch => "batch",
+            RequestType::Cosign => "cosign",
         }
     }
 
     /// Whether requests of this type name a repository the server verifies (their claims must name a reference
-    /// inside it), so a repository prefix can restrict them.
+    /// inside it; a cosign payload names exactly the identity the request gives), so a repository prefix can
+    /// restrict them.
     pub fn has_verified_repository(self) -> bool {
-        matches!(self, RequestType::Container | RequestType::Batch)
+        matches!(
+            self,
+            RequestType::Container | RequestType::Batch | RequestType::Cosign
+        )
     }
 
     /// The reply member that carries this type's result.
@@ -88,6 +99,7 @@ impl RequestType {
             RequestType::Container | RequestType::Batch => "signed_claim",
             RequestType::ClearSign => "signed_data",
             RequestType::Blob => "signed_payload",
+            RequestType::Cosign => "cosign_signature",
         }
     }
 }

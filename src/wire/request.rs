@@ -8,6 +8,7 @@ use super::{ContainerRequest, RequestType};
 use crate::digest::Digest;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
+use std::collections::BTreeMap;
 
 /// Body of a `clearsign_signature` request.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -97,6 +98,29 @@ pub struct BatchRequest {
     pub extra: Map<String, Value>,
 }
 
+/// Body of a `cosign_signature` request: what to sign, never the bytes to sign (the server builds the payload).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CosignRequest {
+    /// The cosign key to sign with: a name or alias configured on the server.
+    pub sig_key_id: String,
+    /// The image manifest digest.
+    pub manifest_digest: Digest,
+    /// The docker reference the signature names.
+    pub identity: String,
+    /// Annotations for the payload's `optional` object.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub annotations: BTreeMap<String, String>,
+    /// Correlation id.
+    pub request_id: String,
+    /// ISO-8601 UTC creation time.
+    pub created: String,
+    /// Requester identity.
+    pub requested_by: String,
+    /// Task id and any other extra members, kept in order.
+    #[serde(flatten)]
+    pub extra: Map<String, Value>,
+}
+
 /// A schema-valid request of any type.
 #[derive(Debug, Clone, PartialEq)]
 #[non_exhaustive]
@@ -109,6 +133,8 @@ pub enum Request {
     Blob(BlobRequest),
     /// `batch`.
     Batch(BatchRequest),
+    /// `cosign_signature`.
+    Cosign(CosignRequest),
 }
 
 /// A body that passed its schema but does not fit its type: a schema and its type disagree (a bug here).
@@ -138,6 +164,7 @@ impl Request {
             RequestType::ClearSign => Request::ClearSign(typed(kind, body)?),
             RequestType::Blob => Request::Blob(typed(kind, body)?),
             RequestType::Batch => Request::Batch(typed(kind, body)?),
+            RequestType::Cosign => Request::Cosign(typed(kind, body)?),
         })
     }
 
@@ -148,6 +175,7 @@ impl Request {
             Request::ClearSign(_) => RequestType::ClearSign,
             Request::Blob(_) => RequestType::Blob,
             Request::Batch(_) => RequestType::Batch,
+            Request::Cosign(_) => RequestType::Cosign,
         }
     }
 
@@ -158,6 +186,7 @@ impl Request {
             Request::ClearSign(r) => &r.created,
             Request::Blob(r) => &r.created,
             Request::Batch(r) => &r.created,
+            Request::Cosign(r) => &r.created,
         }
     }
 
@@ -169,6 +198,7 @@ impl Request {
             Request::ClearSign(r) => vec![(&r.sig_key_id, r.sig_keyname.as_deref())],
             Request::Blob(r) => vec![(&r.sig_key_id, r.sig_keyname.as_deref())],
             Request::Batch(r) => r.claims.iter().flat_map(BatchClaim::keys).collect(),
+            Request::Cosign(r) => vec![(&r.sig_key_id, None)],
         }
     }
 }
@@ -232,6 +262,7 @@ mod tests {
                 Request::ClearSign(r) => &r.extra,
                 Request::Blob(r) => &r.extra,
                 Request::Batch(r) => &r.extra,
+                Request::Cosign(r) => &r.extra,
             };
             assert_eq!(extra.get("task"), Some(&json!(7)), "{kind:?}");
         }

@@ -17,6 +17,8 @@ pub enum Schema {
     BlobRequest,
     /// `schemas/batch.request.json`.
     BatchRequest,
+    /// `schemas/cosign_signature.request.json`.
+    CosignRequest,
     /// `schemas/request.properties.json`.
     RequestProperties,
     /// `schemas/reply.json`.
@@ -37,11 +39,12 @@ pub struct SchemaError {
 
 impl Schema {
     /// Every schema, for tests and documentation.
-    pub const ALL: [Schema; 6] = [
+    pub const ALL: [Schema; 7] = [
         Schema::ContainerRequest,
         Schema::ClearSignRequest,
         Schema::BlobRequest,
         Schema::BatchRequest,
+        Schema::CosignRequest,
         Schema::RequestProperties,
         Schema::Reply,
     ];
@@ -53,6 +56,7 @@ impl Schema {
             super::RequestType::ClearSign => Schema::ClearSignRequest,
             super::RequestType::Blob => Schema::BlobRequest,
             super::RequestType::Batch => Schema::BatchRequest,
+            super::RequestType::Cosign => Schema::CosignRequest,
         }
     }
 
@@ -63,6 +67,7 @@ impl Schema {
             Schema::ClearSignRequest => "clearsign_signature.request.json",
             Schema::BlobRequest => "gpg_signature.request.json",
             Schema::BatchRequest => "batch.request.json",
+            Schema::CosignRequest => "cosign_signature.request.json",
             Schema::RequestProperties => "request.properties.json",
             Schema::Reply => "reply.json",
         }
@@ -79,6 +84,9 @@ impl Schema {
             }
             Schema::BlobRequest => include_str!("../../schemas/gpg_signature.request.json"),
             Schema::BatchRequest => include_str!("../../schemas/batch.request.json"),
+            Schema::CosignRequest => {
+                include_str!("../../schemas/cosign_signature.request.json")
+            }
             Schema::RequestProperties => include_str!("../../schemas/request.properties.json"),
             Schema::Reply => include_str!("../../schemas/reply.json"),
         }
@@ -90,6 +98,7 @@ impl Schema {
             Schema::ClearSignRequest => "clearsign_signature request body",
             Schema::BlobRequest => "gpg_signature request body",
             Schema::BatchRequest => "batch request body",
+            Schema::CosignRequest => "cosign_signature request body",
             Schema::RequestProperties => "request properties",
             Schema::Reply => "reply",
         }

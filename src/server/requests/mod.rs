@@ -8,6 +8,9 @@ mod batch;
 mod blob;
 mod clearsign;
 mod container;
+mod cosign;
+#[cfg(test)]
+mod cosign_tests;
 
 use super::authorize::Identity;
 use super::outcome::Outcome;
@@ -68,6 +71,7 @@ pub async fn sign<S: Signer>(
         Request::ClearSign(r) => Signed::single(kind, clearsign::sign(signatory, r, who).await),
         Request::Blob(r) => Signed::single(kind, blob::sign(signatory, r, who).await),
         Request::Batch(r) => batch::sign(signatory, r, who).await,
+        Request::Cosign(r) => cosign::sign(signatory, r, who),
     }
 }
 
