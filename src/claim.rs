@@ -6,8 +6,8 @@
 
 use crate::digest::Digest;
 use crate::reference::{Reference, ReferenceError};
-use crate::strict_json;
-use serde_json::{json, Map, Value};
+use crate::simple_signing;
+use serde_json::{json, Map};
 
 /// The value of `critical.type` in every atomic container signature.
 pub const CLAIM_TYPE: &str = "atomic container signature";
@@ -85,60 +85,25 @@ impl Claim {
         serde_json::to_vec(&v).expect("a JSON value always serialises")
     }
 
-    /// Parses claim bytes strictly, per containers-signature(5).
+    /// Parses claim bytes strictly, per containers-signature(5): the shared layout ([`simple_signing::parse`]),
+    /// a valid digest and reference, and an `optional` object with a string `creator` and an integer `timestamp`
+    /// when present.
     pub fn parse(bytes: &[u8]) -> Result<Self, ClaimError> {
-        let v = strict_json::parse(bytes).map_err(|e| ClaimError::Json(e.to_string()))?;
-        let top = object(&v, "top level")?;
-        exact_members(
-            top,
-            "top level",
-            &["critical", "optional"],
-            &["critical", "optional"],
-        )?;
-        let critical = object(&top["critical"], "critical")?;
-        exact_members(
-            critical,
-            "critical",
-            &["type", "image", "identity"],
-            &["type", "image", "identity"],
-        )?;
-        let ty = string(&critical["type"], "critical.type")?;
-        if ty != CLAIM_TYPE {
-            return Err(ClaimError::WrongType(ty.to_owned()));
-        }
-        let image = object(&critical["image"], "critical.image")?;
-        exact_members(
-            image,
-            "critical.image",
-            &["docker-manifest-digest"],
-            &["docker-manifest-digest"],
-        )?;
-        let digest = string(
-            &image["docker-manifest-digest"],
-            "critical.image.docker-manifest-digest",
-        )?;
-        let digest = parse_digest(digest)?;
-        let identity = object(&critical["identity"], "critical.identity")?;
-        exact_members(
-            identity,
-            "critical.identity",
-            &["docker-reference"],
-            &["docker-reference"],
-        )?;
-        let docker_reference = string(
-            &identity["docker-reference"],
-            "critical.identity.docker-reference",
-        )?;
-        let reference = Reference::parse_normalized(docker_reference).map_err(|source| {
+        let doc = simple_signing::parse(bytes, CLAIM_TYPE)?;
+        let digest = parse_digest(&doc.digest)?;
+        let reference = Reference::parse_normalized(&doc.docker_reference).map_err(|source| {
             ClaimError::Reference {
-                reference: docker_reference.to_owned(),
+                reference: doc.docker_reference.clone(),
                 source,
             }
         })?;
-        let optional = object(&top["optional"], "optional")?;
+        let optional = doc
+            .optional
+            .as_object()
+            .ok_or_else(|| shape("optional must be an object"))?;
         let creator = match optional.get("creator") {
             None => None,
-            Some(c) => Some(string(c, "optional.creator")?.to_owned()),
+            Some(c) => Some(simple_signing::string(c, "optional.creator")?.to_owned()),
         };
         let timestamp = match optional.get("timestamp") {
             None => None,
@@ -149,7 +114,7 @@ impl Claim {
         };
         Ok(Claim {
             manifest_digest: digest,
-            docker_reference: docker_reference.to_owned(),
+            docker_reference: doc.docker_reference,
             reference,
             creator,
             timestamp,
@@ -314,29 +279,14 @@ fn shape(msg: impl Into<String>) -> ClaimError {
     ClaimError::Shape(msg.into())
 }
 
-fn object<'a>(v: &'a Value, what: &str) -> Result<&'a Map<String, Value>, ClaimError> {
-    v.as_object()
-        .ok_or_else(|| shape(format!("{what} must be an object")))
-}
-
-fn string<'a>(v: &'a Value, what: &str) -> Result<&'a str, ClaimError> {
-    v.as_str()
-        .ok_or_else(|| shape(format!("{what} must be a string")))
-}
-
-fn exact_members(
-    m: &Map<String, Value>,
-    what: &str,
-    allowed: &[&str],
-    required: &[&str],
-) -> Result<(), ClaimError> {
-    if let Some(k) = m.keys().find(|k| !allowed.contains(&k.as_str())) {
-        return Err(shape(format!("{what} has unknown member {k:?}")));
+impl From<simple_signing::Error> for ClaimError {
+    fn from(e: simple_signing::Error) -> Self {
+        match e {
+            simple_signing::Error::Json(m) => ClaimError::Json(m),
+            simple_signing::Error::Shape(m) => ClaimError::Shape(m),
+            simple_signing::Error::WrongType(t) => ClaimError::WrongType(t),
+        }
     }
-    if let Some(k) = required.iter().find(|k| !m.contains_key(**k)) {
-        return Err(shape(format!("{what} lacks member {k:?}")));
-    }
-    Ok(())
 }
 
 #[cfg(test)]
@@ -402,9 +352,10 @@ mod tests {
     fn claim_lookalikes_are_recognised_in_every_disguise() {
         let r = Reference::parse_normalized("registry.example.com/evil/app:1").unwrap();
         let compact = String::from_utf8(Claim::new(&r, D, None).unwrap().to_json()).unwrap();
-        let pretty =
-            serde_json::to_string_pretty(&serde_json::from_str::<Value>(&compact).unwrap())
-                .unwrap();
+        let pretty = serde_json::to_string_pretty(
+            &serde_json::from_str::<serde_json::Value>(&compact).unwrap(),
+        )
+        .unwrap();
         let deep = format!("{}{}", "[".repeat(100_000), "]".repeat(100_000));
         let lookalikes = [
             compact.clone(),

@@ -50,6 +50,7 @@ const ALLOWED: &[(&str, &[&str])] = &[
             "reference",
             "digest",
             "strict_json",
+            "simple_signing",
             "signing",
             "tls",
         ],
@@ -62,7 +63,8 @@ const ALLOWED: &[(&str, &[&str])] = &[
     ("signing", &[]),
     // Formats.
     ("wire", &["digest", "strict_json", "reference"]),
-    ("claim", &["digest", "reference", "strict_json"]),
+    ("claim", &["digest", "reference", "simple_signing"]),
+    ("simple_signing", &["strict_json"]),
     ("reference", &["digest"]),
     // Leaves.
     ("metrics", &[]),

@@ -22,6 +22,7 @@ pub mod registry;
 pub mod requester;
 pub mod server;
 pub mod signing;
+pub mod simple_signing;
 pub mod store;
 pub mod strict_json;
 pub mod tls;

@@ -12,7 +12,7 @@
 //! trailing newline.
 
 use crate::reference::{self, Reference, ReferenceError};
-use crate::strict_json;
+use crate::simple_signing;
 use serde_json::{Map, Value};
 use std::collections::BTreeMap;
 
@@ -168,16 +168,15 @@ impl ParsedPayload {
     /// Differences from containers/image, all stricter: invalid UTF-8 is refused (Go replaces it) and a
     /// `sha384:` digest is refused (go-digest accepts it; no registry writes one).
     pub fn parse(bytes: &[u8]) -> Result<Self, PayloadError> {
-        let v = strict_json::parse(bytes).map_err(|e| PayloadError::Json(e.to_string()))?;
-        let top = exact_object(&v, "top level", &["critical", "optional"])?;
-        let (optional, creator, timestamp) = match &top["optional"] {
+        let doc = simple_signing::parse(bytes, PAYLOAD_TYPE)?;
+        let (optional, creator, timestamp) = match &doc.optional {
             Value::Null => (None, None, None),
             Value::Object(o) => {
                 // A JSON null leaves Go's target at its zero value, and still counts as present.
                 let creator = match o.get("creator") {
                     None => None,
                     Some(Value::Null) => Some(String::new()),
-                    Some(c) => Some(string(c, "optional.creator")?.to_owned()),
+                    Some(c) => Some(simple_signing::string(c, "optional.creator")?.to_owned()),
                 };
                 let timestamp = match o.get("timestamp") {
                     None => None,
@@ -188,30 +187,8 @@ impl ParsedPayload {
             }
             _ => return Err(shape("optional must be an object or null")),
         };
-        let critical = exact_object(&top["critical"], "critical", &["type", "image", "identity"])?;
-        let ty = string(&critical["type"], "critical.type")?;
-        if ty != PAYLOAD_TYPE {
-            return Err(PayloadError::WrongType(ty.to_owned()));
-        }
-        let image = exact_object(
-            &critical["image"],
-            "critical.image",
-            &["docker-manifest-digest"],
-        )?;
-        let digest = string(
-            &image["docker-manifest-digest"],
-            "critical.image.docker-manifest-digest",
-        )?;
-        reference::validate_digest(digest).map_err(PayloadError::Digest)?;
-        let identity = exact_object(
-            &critical["identity"],
-            "critical.identity",
-            &["docker-reference"],
-        )?;
-        let docker_reference = string(
-            &identity["docker-reference"],
-            "critical.identity.docker-reference",
-        )?;
+        reference::validate_digest(&doc.digest).map_err(PayloadError::Digest)?;
+        let (docker_reference, digest) = (doc.docker_reference.as_str(), doc.digest.as_str());
         Ok(ParsedPayload {
             docker_reference: docker_reference.to_owned(),
             manifest_digest: digest.to_owned(),
@@ -251,27 +228,14 @@ fn shape(msg: impl Into<String>) -> PayloadError {
     PayloadError::Shape(msg.into())
 }
 
-/// `v` as an object holding exactly the members `names`.
-fn exact_object<'a>(
-    v: &'a Value,
-    what: &str,
-    names: &[&str],
-) -> Result<&'a Map<String, Value>, PayloadError> {
-    let o = v
-        .as_object()
-        .ok_or_else(|| shape(format!("{what} must be an object")))?;
-    if let Some(extra) = o.keys().find(|k| !names.contains(&k.as_str())) {
-        return Err(shape(format!("{what} has unknown member {extra:?}")));
+impl From<simple_signing::Error> for PayloadError {
+    fn from(e: simple_signing::Error) -> Self {
+        match e {
+            simple_signing::Error::Json(m) => PayloadError::Json(m),
+            simple_signing::Error::Shape(m) => PayloadError::Shape(m),
+            simple_signing::Error::WrongType(t) => PayloadError::WrongType(t),
+        }
     }
-    if let Some(missing) = names.iter().find(|n| !o.contains_key(**n)) {
-        return Err(shape(format!("{what} lacks member {missing:?}")));
-    }
-    Ok(o)
-}
-
-fn string<'a>(v: &'a Value, what: &str) -> Result<&'a str, PayloadError> {
-    v.as_str()
-        .ok_or_else(|| shape(format!("{what} must be a string")))
 }
 
 /// A JSON number with no fractional part (Go reads it as a float64, then insists it is whole).
