@@ -34,6 +34,7 @@ const ALLOWED: &[(&str, &[&str])] = &[
             "reference",
             "digest",
             "backoff",
+            "cosign",
         ],
     ),
     // Checking and publishing images.

@@ -9,6 +9,7 @@ pub mod config;
 pub mod exchange;
 pub mod output;
 pub mod prepare;
+pub mod prepare_cosign;
 pub mod received;
 
 pub use prepare::{

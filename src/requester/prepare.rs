@@ -55,7 +55,7 @@ impl ContainerSignInput {
 }
 
 /// A request builder for one run: the config, the requester name and the run's keys.
-struct Builder<'a> {
+pub(super) struct Builder<'a> {
     cfg: &'a MsgSignerConfig,
     creator: &'a str,
     common: &'a Common,
@@ -63,7 +63,7 @@ struct Builder<'a> {
 }
 
 impl<'a> Builder<'a> {
-    fn new(
+    pub(super) fn new(
         cfg: &'a MsgSignerConfig,
         creator: &'a str,
         common: &'a Common,
@@ -98,7 +98,7 @@ impl<'a> Builder<'a> {
             .collect()
     }
 
-    fn headers(&self, kind: RequestType, extra: &[(&str, Value)]) -> Map<String, Value> {
+    pub(super) fn headers(&self, kind: RequestType, extra: &[(&str, Value)]) -> Map<String, Value> {
         let mut h = Map::new();
         h.insert("service".into(), json!(self.cfg.service));
         h.insert("environment".into(), json!(self.cfg.environment));
@@ -109,7 +109,7 @@ impl<'a> Builder<'a> {
         h
     }
 
-    fn finish(
+    pub(super) fn finish(
         &self,
         kind: RequestType,
         body: Map<String, Value>,
@@ -135,6 +135,13 @@ impl<'a> Builder<'a> {
         })
     }
 
+    /// Adds what every request carries: a fresh `request_id`, `created` and `requested_by`.
+    pub(super) fn stamp(&self, body: &mut Map<String, Value>) {
+        body.insert("request_id".into(), json!(uuid::Uuid::new_v4().to_string()));
+        body.insert("created".into(), json!(super::isodate_now()));
+        body.insert("requested_by".into(), json!(self.creator));
+    }
+
     /// One request per key for `data` under `data_attr` (pubtools-sign's `_create_msg_messages`).
     fn per_key(
         &self,
@@ -149,9 +156,7 @@ impl<'a> Builder<'a> {
             let mut body = Map::new();
             body.insert("sig_key_id".into(), json!(self.key_id(key)));
             body.insert(data_attr.into(), json!(data));
-            body.insert("request_id".into(), json!(uuid::Uuid::new_v4().to_string()));
-            body.insert("created".into(), json!(super::isodate_now()));
-            body.insert("requested_by".into(), json!(self.creator));
+            self.stamp(&mut body);
             body.insert("repo".into(), repo.clone());
             if let Some(name) = self
                 .common
@@ -249,9 +254,7 @@ pub fn prepare_batch(
         for part in claims.chunks(chunk) {
             let mut body = Map::new();
             body.insert("claims".into(), Value::Array(part.to_vec()));
-            body.insert("request_id".into(), json!(uuid::Uuid::new_v4().to_string()));
-            body.insert("created".into(), json!(super::isodate_now()));
-            body.insert("requested_by".into(), json!(creator));
+            b.stamp(&mut body);
             body.insert("pipeline_run_id".into(), json!(input.task_id));
             let headers = b.headers(
                 RequestType::Batch,

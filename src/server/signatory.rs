@@ -161,8 +161,9 @@ impl<S: Signer> Signatory<S> {
     }
 
     /// Checks the job's requester may use its cosign key for its repository, and signs the payload (ECDSA P-256,
-    /// in process: nothing to retry); the signature is base64, as cosign stores it.
-    pub fn sign_cosign(&self, job: CosignJob<'_>) -> Result<String, Refusal> {
+    /// in process: nothing to retry). Returns the signature, base64 as cosign stores it, and the key's public
+    /// half (PEM).
+    pub fn sign_cosign(&self, job: CosignJob<'_>) -> Result<(String, String), Refusal> {
         let key = self
             .cosign
             .find(job.key)
@@ -180,7 +181,7 @@ impl<S: Signer> Signatory<S> {
         self.metrics
             .signing_seconds
             .observe(started.elapsed().as_secs_f64());
-        Ok(signature)
+        Ok((signature, key.key.public_key().to_pem()))
     }
 
     /// Marks the signer unusable and, unless a re-test is already running, re-tests every configured key in

@@ -14,16 +14,18 @@ use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
 use serde_json::{Map, Value};
 
-/// Builds the payload `r` describes and signs it; the reply carries `cosign_payload` and `cosign_signature`.
+/// Builds the payload `r` describes and signs it; the reply carries `cosign_payload`, `cosign_signature` and the
+/// signing key's `cosign_public_key` (PEM).
 pub(super) fn sign<S: Signer>(
     signatory: &Signatory<S>,
     r: &CosignRequest,
     who: &Identity,
 ) -> Signed {
     match payload_and_signature(signatory, r, who) {
-        Ok((payload, signature)) => Signed {
+        Ok((payload, signature, public_key)) => Signed {
             fields: Map::from_iter([
                 ("cosign_payload".to_owned(), Value::String(payload)),
+                ("cosign_public_key".to_owned(), Value::String(public_key)),
                 ("cosign_signature".to_owned(), Value::String(signature)),
             ]),
             errors: Vec::new(),
@@ -37,7 +39,7 @@ fn payload_and_signature<S: Signer>(
     signatory: &Signatory<S>,
     r: &CosignRequest,
     who: &Identity,
-) -> Result<(String, String), Refusal> {
+) -> Result<(String, String, String), Refusal> {
     let payload = Payload::new(
         &r.identity,
         r.manifest_digest.as_str(),
@@ -48,11 +50,11 @@ fn payload_and_signature<S: Signer>(
         .map(|i| i.path().to_owned())
         .unwrap_or_default();
     let bytes = payload.to_json();
-    let signature = signatory.sign_cosign(CosignJob {
+    let (signature, public_key) = signatory.sign_cosign(CosignJob {
         key: &r.sig_key_id,
         payload: &bytes,
         who,
         repo: &repo,
     })?;
-    Ok((STANDARD.encode(&bytes), signature))
+    Ok((STANDARD.encode(&bytes), signature, public_key))
 }

@@ -83,6 +83,10 @@ async fn the_server_signs_the_payload_cosign_would_build_with_the_named_key() {
     let signature = msg["cosign_signature"].as_str().unwrap();
     public.verify(&payload, signature).unwrap();
     assert_eq!(
+        msg["cosign_public_key"].as_str(),
+        Some(public.to_pem().as_str())
+    );
+    assert_eq!(
         h.signatory().signer().calls(),
         0,
         "no gpg signature was made"
