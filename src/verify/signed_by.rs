@@ -3,22 +3,12 @@
 //! compared with the image's and its reference checked with the requirement's identity rule.
 
 use super::lookaside::FetchedSignature;
-use super::policy::{KeySource, SignedBy};
+use super::policy::SignedBy;
 use super::report::{RequirementReport, SignatureVerdict};
+use super::verdict::{conclude, judge_claim, pending};
 use super::{gpg, ImageDigest};
 use crate::claim::Claim;
 use crate::reference::Reference;
-
-fn load_keyrings(keys: &KeySource) -> Result<Vec<Vec<u8>>, String> {
-    let read = |p: &std::path::Path| {
-        std::fs::read(p).map_err(|e| format!("reading key file {}: {e}", p.display()))
-    };
-    match keys {
-        KeySource::Path(p) => Ok(vec![read(p)?]),
-        KeySource::Paths(ps) => ps.iter().map(|p| read(p)).collect(),
-        KeySource::Data(d) => Ok(vec![d.clone()]),
-    }
-}
 
 pub(super) fn signed_by(
     sb: &SignedBy,
@@ -37,8 +27,8 @@ pub(super) fn signed_by(
         report.reason = format!("keyType {:?} is not implemented", sb.key_type);
         return report;
     }
-    let keys = load_keyrings(&sb.keys).and_then(|rings| {
-        gpg::TrustedKeys::import(rings.iter().map(Vec::as_slice)).map_err(|e| e.to_string())
+    let keys = sb.keys.load().and_then(|rings| {
+        gpg::TrustedKeys::import(rings.iter().map(|(_, r)| r.as_slice())).map_err(|e| e.to_string())
     });
     let mut keys = match keys {
         Ok(k) => k,
@@ -62,15 +52,10 @@ pub(super) fn signed_by(
         let v = check_one(&mut keys, sb, image, digest, f);
         report.signatures.push(v);
     }
-    let accepted = report.signatures.iter().find(|s| s.accepted);
-    (report.satisfied, report.reason) = match (accepted, report.signatures.len()) {
-        (Some(s), _) => (true, format!("signature-{} is accepted", s.index)),
-        (None, 0) => (
-            false,
-            "a signature was required, but no signature exists".to_owned(),
-        ),
-        (None, n) => (false, format!("none of the {n} signatures is accepted")),
-    };
+    conclude(
+        &mut report,
+        "a signature was required, but no signature exists".to_owned(),
+    );
     report
 }
 
@@ -81,15 +66,7 @@ fn check_one(
     digest: &ImageDigest,
     f: &FetchedSignature,
 ) -> SignatureVerdict {
-    let mut v = SignatureVerdict {
-        index: f.index,
-        url: f.url.clone(),
-        key: None,
-        identity: None,
-        signed_digest: None,
-        accepted: false,
-        reason: String::new(),
-    };
+    let mut v = pending(f.index, f.url.clone());
     // 1. Cryptography first.
     let verified = match keys.verify(&f.bytes) {
         Ok(ok) => ok,
@@ -112,24 +89,14 @@ fn check_one(
             return v;
         }
     };
-    v.identity = Some(claim.docker_reference().to_owned());
-    v.signed_digest = Some(claim.manifest_digest().to_string());
-    // 3. The digest.
-    if !digest.matches(claim.manifest_digest().as_str()) {
-        v.reason = format!(
-            "signed digest {} does not match the image digest {}",
-            claim.manifest_digest(),
-            digest.as_str()
-        );
-        return v;
-    }
-    // 4. The identity.
-    match sb.identity.check(image, claim.docker_reference()) {
-        Ok(()) => {
-            v.accepted = true;
-            v.reason = "accepted".to_owned();
-        }
-        Err(why) => v.reason = why,
-    }
+    // 3. The digest, 4. the identity.
+    judge_claim(
+        &mut v,
+        &sb.identity,
+        image,
+        digest,
+        claim.docker_reference(),
+        claim.manifest_digest().as_str(),
+    );
     v
 }
