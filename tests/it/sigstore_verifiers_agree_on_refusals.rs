@@ -1,0 +1,98 @@
+//! The three verifiers — `signbus verify`, Debian 13's `cosign verify --key` (2.5, Rekor not consulted) and
+//! skopeo 1.18 `copy` under a `sigstoreSigned` policy — refuse the same images, each for the case's reason:
+//! a signature by another key, a payload changed after signing, a valid signature for another digest attached to
+//! this image, and no signature at all. A signature naming another identity is refused by signbus and skopeo;
+//! `cosign verify --key` does not compare the signed identity with anything (it accepts and prints the payload,
+//! whose identity its user must check), which the test records.
+
+use crate::support::sigstore::{payload, verdicts, SigBed};
+
+/// signbus's verdict: refused, with `reason` in the one signature's verdict (or the requirement's reason when
+/// there is no signature).
+fn signbus_refuses(bed: &SigBed, repo: &str, digest: &str, reason: &str) {
+    let (code, report) = bed.signbus_verify("trust-s", repo, digest);
+    assert_eq!(code, 1, "{repo}: {report:#}");
+    assert_eq!(report["accepted"], false);
+    let why = match verdicts(&report).as_slice() {
+        [] => report["requirements"][0]["reason"].as_str().unwrap().to_owned(),
+        [(false, why)] => why.clone(),
+        other => panic!("{repo}: {other:?}"),
+    };
+    assert!(why.contains(reason), "{repo}: signbus said {why:?}, expected {reason:?}");
+}
+
+fn refused(verifier: &str, repo: &str, outcome: Result<String, String>, reason: &str) {
+    let why = outcome.expect_err(&format!("{verifier} accepted {repo}"));
+    assert!(
+        why.contains(reason),
+        "{repo}: {verifier} said {why:?}, expected {reason:?}"
+    );
+}
+
+#[test]
+fn signbus_cosign_and_skopeo_refuse_the_same_signatures() {
+    let bed = SigBed::start();
+    bed.cosign_key_pair("s");
+    bed.cosign_key_pair("other");
+    let s = signbus::cosign::PrivateKey::from_encrypted_pem(
+        &std::fs::read(bed.path("s.key")).unwrap(),
+        &signbus::signing::secret::Passphrase::from_bytes(
+            crate::support::sigstore::PASSWORD.as_bytes().to_vec(),
+        ),
+    )
+    .unwrap();
+    bed.registry_policy(
+        "trust-s",
+        r#"[{"type":"sigstoreSigned","keyPath":"@DIR@/s.pub"}]"#,
+    );
+    let tagged = |repo: &str| format!("{}:v1", bed.repo(repo).name());
+
+    // Another key: cosign signs with a key the policy does not trust.
+    let d = bed.push_image("refuse/other-key", "other-key");
+    let id = tagged("refuse/other-key");
+    bed.cosign_sign("other", "refuse/other-key", &d, &["--sign-container-identity", &id]);
+    let repo = "refuse/other-key";
+    signbus_refuses(&bed, repo, &d, "does not verify with any of the trusted keys");
+    refused("cosign", repo, bed.cosign_verify("s", repo, &d), "no matching signatures");
+    refused("skopeo", repo, bed.skopeo_verify("trust-s", repo), "signature verification failed");
+
+    // A payload changed after signing (an annotation added), stored with the original signature.
+    let repo = "refuse/changed";
+    let d = bed.push_image(repo, "changed");
+    let good = payload(&tagged(repo), &d);
+    let sig = s.sign(&good);
+    let changed = String::from_utf8(good)
+        .unwrap()
+        .replace(r#""optional":null"#, r#""optional":{"note":"added"}"#)
+        .into_bytes();
+    bed.put_raw_signatures(repo, &d, &[(changed, sig)]);
+    signbus_refuses(&bed, repo, &d, "does not verify with any of the trusted keys");
+    refused("cosign", repo, bed.cosign_verify("s", repo, &d), "no matching signatures");
+    refused("skopeo", repo, bed.skopeo_verify("trust-s", repo), "signature verification failed");
+
+    // A valid signature for another image's digest, attached to this one.
+    let repo = "refuse/other-digest";
+    let d = bed.push_image(repo, "other-digest");
+    let elsewhere = bed.push_image("refuse/elsewhere", "elsewhere");
+    bed.attach(repo, &d, &payload(&tagged(repo), &elsewhere), &s);
+    signbus_refuses(&bed, repo, &d, &format!("signed digest {elsewhere} does not match"));
+    refused("cosign", repo, bed.cosign_verify("s", repo, &d), "no matching signatures");
+    refused("skopeo", repo, bed.skopeo_verify("trust-s", repo), "does not match");
+
+    // No signature at all.
+    let repo = "refuse/unsigned";
+    let d = bed.push_image(repo, "unsigned");
+    signbus_refuses(&bed, repo, &d, "no signature exists");
+    refused("cosign", repo, bed.cosign_verify("s", repo, &d), "no signatures found");
+    refused("skopeo", repo, bed.skopeo_verify("trust-s", repo), "no signature exists");
+
+    // Another identity: signbus and skopeo refuse; cosign checks the key and the digest only.
+    let repo = "refuse/identity";
+    let d = bed.push_image(repo, "identity");
+    let other_identity = tagged("refuse/somewhere-else");
+    bed.attach(repo, &d, &payload(&other_identity, &d), &s);
+    signbus_refuses(&bed, repo, &d, "is not accepted for");
+    refused("skopeo", repo, bed.skopeo_verify("trust-s", repo), "is not accepted");
+    let cosign = bed.cosign_verify("s", repo, &d).unwrap();
+    assert!(cosign.contains(&other_identity), "{cosign}");
+}
