@@ -25,6 +25,7 @@ mod signed_images_pass_signbus_verify;
 mod signer_outage_is_survived;
 mod sigstore_signatures_of_every_writer_pass_every_verifier;
 mod sigstore_verifiers_agree_on_refusals;
+mod sigstore_writers_keep_each_others_layers;
 mod sigterm_drains_and_loses_nothing;
 mod tls_external_identity_from_certificate;
 mod tls_refuses_wrong_ca_expired_and_missing_certs;
