@@ -36,20 +36,31 @@ fn cosign_and_skopeo_signatures_pass_signbus_verify() {
     assert_eq!(sig["identity"], bed.repo("test/cosign").name());
     assert_eq!(sig["signed_digest"], d.as_str());
     assert!(sig["key"].as_str().unwrap().starts_with("sha256:"), "{sig}");
-    assert!(sig["url"].as_str().unwrap().contains(".sig layer 1"), "{sig}");
+    assert!(
+        sig["url"].as_str().unwrap().contains(".sig layer 1"),
+        "{sig}"
+    );
     bed.skopeo_verify("c-repo", "test/cosign").unwrap();
 
     let (code, report) = bed.signbus_verify("c-default", "test/cosign", &d);
     assert_eq!(code, 1, "{report:#}");
     let (accepted, reason) = &verdicts(&report)[0];
-    assert!(!accepted && reason.contains("is not accepted for"), "{reason}");
+    assert!(
+        !accepted && reason.contains("is not accepted for"),
+        "{reason}"
+    );
     let refused = bed.skopeo_verify("c-default", "test/cosign").unwrap_err();
     assert!(refused.contains("is not accepted"), "{refused}");
 
     // With the tagged identity the default rule accepts it.
     let d = bed.push_image("test/cosign-id", "cosign-id");
     let identity = format!("{}:v1", bed.repo("test/cosign-id").name());
-    bed.cosign_sign("c", "test/cosign-id", &d, &["--sign-container-identity", &identity]);
+    bed.cosign_sign(
+        "c",
+        "test/cosign-id",
+        &d,
+        &["--sign-container-identity", &identity],
+    );
     let (code, report) = bed.signbus_verify("c-default", "test/cosign-id", &d);
     assert_eq!(code, 0, "{report:#}");
     bed.skopeo_verify("c-default", "test/cosign-id").unwrap();

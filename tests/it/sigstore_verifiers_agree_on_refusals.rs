@@ -14,11 +14,17 @@ fn signbus_refuses(bed: &SigBed, repo: &str, digest: &str, reason: &str) {
     assert_eq!(code, 1, "{repo}: {report:#}");
     assert_eq!(report["accepted"], false);
     let why = match verdicts(&report).as_slice() {
-        [] => report["requirements"][0]["reason"].as_str().unwrap().to_owned(),
+        [] => report["requirements"][0]["reason"]
+            .as_str()
+            .unwrap()
+            .to_owned(),
         [(false, why)] => why.clone(),
         other => panic!("{repo}: {other:?}"),
     };
-    assert!(why.contains(reason), "{repo}: signbus said {why:?}, expected {reason:?}");
+    assert!(
+        why.contains(reason),
+        "{repo}: signbus said {why:?}, expected {reason:?}"
+    );
 }
 
 fn refused(verifier: &str, repo: &str, outcome: Result<String, String>, reason: &str) {
@@ -50,11 +56,31 @@ fn signbus_cosign_and_skopeo_refuse_the_same_signatures() {
     // Another key: cosign signs with a key the policy does not trust.
     let d = bed.push_image("refuse/other-key", "other-key");
     let id = tagged("refuse/other-key");
-    bed.cosign_sign("other", "refuse/other-key", &d, &["--sign-container-identity", &id]);
+    bed.cosign_sign(
+        "other",
+        "refuse/other-key",
+        &d,
+        &["--sign-container-identity", &id],
+    );
     let repo = "refuse/other-key";
-    signbus_refuses(&bed, repo, &d, "does not verify with any of the trusted keys");
-    refused("cosign", repo, bed.cosign_verify("s", repo, &d), "no matching signatures");
-    refused("skopeo", repo, bed.skopeo_verify("trust-s", repo), "signature verification failed");
+    signbus_refuses(
+        &bed,
+        repo,
+        &d,
+        "does not verify with any of the trusted keys",
+    );
+    refused(
+        "cosign",
+        repo,
+        bed.cosign_verify("s", repo, &d),
+        "no matching signatures",
+    );
+    refused(
+        "skopeo",
+        repo,
+        bed.skopeo_verify("trust-s", repo),
+        "signature verification failed",
+    );
 
     // A payload changed after signing (an annotation added), stored with the original signature.
     let repo = "refuse/changed";
@@ -66,25 +92,65 @@ fn signbus_cosign_and_skopeo_refuse_the_same_signatures() {
         .replace(r#""optional":null"#, r#""optional":{"note":"added"}"#)
         .into_bytes();
     bed.put_raw_signatures(repo, &d, &[(changed, sig)]);
-    signbus_refuses(&bed, repo, &d, "does not verify with any of the trusted keys");
-    refused("cosign", repo, bed.cosign_verify("s", repo, &d), "no matching signatures");
-    refused("skopeo", repo, bed.skopeo_verify("trust-s", repo), "signature verification failed");
+    signbus_refuses(
+        &bed,
+        repo,
+        &d,
+        "does not verify with any of the trusted keys",
+    );
+    refused(
+        "cosign",
+        repo,
+        bed.cosign_verify("s", repo, &d),
+        "no matching signatures",
+    );
+    refused(
+        "skopeo",
+        repo,
+        bed.skopeo_verify("trust-s", repo),
+        "signature verification failed",
+    );
 
     // A valid signature for another image's digest, attached to this one.
     let repo = "refuse/other-digest";
     let d = bed.push_image(repo, "other-digest");
     let elsewhere = bed.push_image("refuse/elsewhere", "elsewhere");
     bed.attach(repo, &d, &payload(&tagged(repo), &elsewhere), &s);
-    signbus_refuses(&bed, repo, &d, &format!("signed digest {elsewhere} does not match"));
-    refused("cosign", repo, bed.cosign_verify("s", repo, &d), "no matching signatures");
-    refused("skopeo", repo, bed.skopeo_verify("trust-s", repo), "does not match");
+    signbus_refuses(
+        &bed,
+        repo,
+        &d,
+        &format!("signed digest {elsewhere} does not match"),
+    );
+    refused(
+        "cosign",
+        repo,
+        bed.cosign_verify("s", repo, &d),
+        "no matching signatures",
+    );
+    refused(
+        "skopeo",
+        repo,
+        bed.skopeo_verify("trust-s", repo),
+        "does not match",
+    );
 
     // No signature at all.
     let repo = "refuse/unsigned";
     let d = bed.push_image(repo, "unsigned");
     signbus_refuses(&bed, repo, &d, "no signature exists");
-    refused("cosign", repo, bed.cosign_verify("s", repo, &d), "no signatures found");
-    refused("skopeo", repo, bed.skopeo_verify("trust-s", repo), "no signature exists");
+    refused(
+        "cosign",
+        repo,
+        bed.cosign_verify("s", repo, &d),
+        "no signatures found",
+    );
+    refused(
+        "skopeo",
+        repo,
+        bed.skopeo_verify("trust-s", repo),
+        "no signature exists",
+    );
 
     // Another identity: signbus and skopeo refuse; cosign checks the key and the digest only.
     let repo = "refuse/identity";
@@ -92,7 +158,12 @@ fn signbus_cosign_and_skopeo_refuse_the_same_signatures() {
     let other_identity = tagged("refuse/somewhere-else");
     bed.attach(repo, &d, &payload(&other_identity, &d), &s);
     signbus_refuses(&bed, repo, &d, "is not accepted for");
-    refused("skopeo", repo, bed.skopeo_verify("trust-s", repo), "is not accepted");
+    refused(
+        "skopeo",
+        repo,
+        bed.skopeo_verify("trust-s", repo),
+        "is not accepted",
+    );
     let cosign = bed.cosign_verify("s", repo, &d).unwrap();
     assert!(cosign.contains(&other_identity), "{cosign}");
 }

@@ -28,7 +28,12 @@ fn signbus_cosign_and_skopeo_append_to_one_sig_tag_and_every_signature_verifies(
         .client
         .get_manifest(&bed.repo(repo), &tag, &[OCI_MANIFEST])
         .unwrap();
-    assert_eq!(signature_layers(&m.bytes).unwrap().len(), 4, "{}", String::from_utf8_lossy(&m.bytes));
+    assert_eq!(
+        signature_layers(&m.bytes).unwrap().len(),
+        4,
+        "{}",
+        String::from_utf8_lossy(&m.bytes)
+    );
 
     let keys = ["s1", "c", "k", "s2"];
     bed.registry_policy(

@@ -8,12 +8,12 @@
 use super::registry::Registry;
 use super::run::{run, signbus};
 use signbus::cosign::{
-    signature_tag, Payload, PrivateKey, PublicKey, SIGNATURE_ANNOTATION, SIMPLE_SIGNING_MEDIA_TYPE,
+    signature_tag, Payload, PrivateKey, SIGNATURE_ANNOTATION, SIMPLE_SIGNING_MEDIA_TYPE,
 };
 use signbus::reference::Reference;
 use signbus::registry::{Client, ClientOptions, OCI_MANIFEST};
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::Command;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
@@ -74,7 +74,6 @@ impl SigBed {
             rootfs,
             calls: AtomicUsize::new(0),
         };
-        std::fs::create_dir_all(bed.path("registries.d")).unwrap();
         bed.registries(&format!(
             "docker:\n  \"{}\":\n    use-sigstore-attachments: true\n",
             bed.registry.host
@@ -88,9 +87,18 @@ impl SigBed {
         self.dir.path().join(name)
     }
 
-    /// Replaces the registries.d file.
+    /// Replaces the registries.d file (`@DIR@` for the work directory): `registries.d/` for signbus,
+    /// `registries.d.chroot/` for skopeo.
     pub fn registries(&self, yaml: &str) {
-        std::fs::write(self.path("registries.d/sigstore.yaml"), yaml).unwrap();
+        let host = self.dir.path().to_str().unwrap();
+        for (dir, at) in [("registries.d", host), ("registries.d.chroot", "/tmp")] {
+            std::fs::create_dir_all(self.path(dir)).unwrap();
+            std::fs::write(
+                self.path(&format!("{dir}/sigstore.yaml")),
+                yaml.replace("@DIR@", at),
+            )
+            .unwrap();
+        }
     }
 
     /// `host:port/<repo>`.
@@ -163,12 +171,11 @@ impl SigBed {
         ])
     }
 
-    /// Runs skopeo 1.18 in the chroot with the work directory as its `/tmp`, the bed's registries.d and plain
-    /// http to the registry.
+    /// Runs skopeo 1.18 in the chroot with the work directory as its `/tmp` and the bed's registries.d.
     pub fn skopeo(&self, args: &[&str]) -> Outcome {
         let tmp = self.rootfs.join("tmp");
         let mut script = format!(
-            "mount --bind {} {} && exec chroot {} skopeo --registries.d /tmp/registries.d",
+            "mount --bind {} {} && exec chroot {} skopeo --registries.d /tmp/registries.d.chroot",
             self.dir.path().display(),
             tmp.display(),
             self.rootfs.display()
@@ -253,11 +260,23 @@ impl SigBed {
     }
 
     /// `signbus verify --json` of `<repo>:v1` at `digest` under the policy `<name>`: exit code and report.
-    pub fn signbus_verify(&self, policy: &str, repo: &str, digest: &str) -> (i32, serde_json::Value) {
+    pub fn signbus_verify(
+        &self,
+        policy: &str,
+        repo: &str,
+        digest: &str,
+    ) -> (i32, serde_json::Value) {
         let (code, out, err) = run(signbus()
             .arg("verify")
             .arg(format!("{}:v1", self.repo(repo).name()))
-            .args(["--digest", digest, "--json", "--allow-http-registry", "--http-timeout", "20"])
+            .args([
+                "--digest",
+                digest,
+                "--json",
+                "--allow-http-registry",
+                "--http-timeout",
+                "20",
+            ])
             .arg("--policy")
             .arg(self.path(&format!("{policy}.json")))
             .arg("--registries-d")
@@ -272,7 +291,13 @@ impl SigBed {
     /// Appends one layer with the signbus library (the signature must verify under `key`).
     pub fn attach(&self, repo: &str, digest: &str, payload: &[u8], key: &PrivateKey) {
         signbus::cosign::Attacher::new(&self.client)
-            .attach(&self.repo(repo), digest, payload, &key.sign(payload), &key.public_key())
+            .attach(
+                &self.repo(repo),
+                digest,
+                payload,
+                &key.sign(payload),
+                &key.public_key(),
+            )
             .unwrap();
     }
 
@@ -302,7 +327,12 @@ impl SigBed {
         });
         let tag = signature_tag(digest).unwrap();
         self.client
-            .put_manifest(&repo, &tag, OCI_MANIFEST, &serde_json::to_vec(&manifest).unwrap())
+            .put_manifest(
+                &repo,
+                &tag,
+                OCI_MANIFEST,
+                &serde_json::to_vec(&manifest).unwrap(),
+            )
             .unwrap();
     }
 }
@@ -322,11 +352,6 @@ pub fn payload(identity: &str, digest: &str) -> Vec<u8> {
     Payload::new(identity, digest, BTreeMap::new())
         .unwrap()
         .to_json()
-}
-
-/// A public key file's key.
-pub fn public_key(path: &Path) -> PublicKey {
-    PublicKey::from_pem(&std::fs::read(path).unwrap()).unwrap()
 }
 
 /// The report's requirements as (type, satisfied, reason).
