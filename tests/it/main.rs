@@ -25,6 +25,7 @@ mod signed_images_pass_signbus_verify;
 mod signer_outage_is_survived;
 mod sigstore_and_signed_by_mix_in_one_policy;
 mod sigstore_signatures_of_every_writer_pass_every_verifier;
+mod sigstore_unsupported_trust_roots_fail_only_themselves;
 mod sigstore_verifiers_agree_on_refusals;
 mod sigstore_writers_keep_each_others_layers;
 mod sigterm_drains_and_loses_nothing;
