@@ -14,7 +14,7 @@ use super::lookaside::FetchLimits;
 use crate::cosign::attach::signature_layers;
 use crate::cosign::{signature_tag, SIMPLE_SIGNING_MEDIA_TYPE};
 use crate::reference::Reference;
-use crate::registry::{self, RegistryError, OCI_MANIFEST};
+use crate::registry::{self, RegistryError, DOCKER_MANIFEST, OCI_MANIFEST};
 
 /// Why the attachments could not be read. Each names the `.sig` reference.
 #[derive(Debug, thiserror::Error)]
@@ -66,6 +66,13 @@ pub enum AttachmentsError {
     },
 }
 
+const ACCEPT: &[&str] = &[
+    OCI_MANIFEST,
+    DOCKER_MANIFEST,
+    "application/vnd.oci.image.index.v1+json",
+    "application/vnd.docker.distribution.manifest.list.v2+json",
+];
+
 /// One signature layer, still untrusted.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct FetchedAttachment {
@@ -114,11 +121,22 @@ pub fn fetch_attachments(
         signatures: Vec::new(),
         other_layers: 0,
     };
-    let manifest = match client.get_manifest(image, &tag, &[OCI_MANIFEST]) {
+    // Every manifest type is asked for, so that a registry serves what is there (distribution answers
+    // MANIFEST_INVALID when it cannot serve an accepted type) and the message can say what it is.
+    let manifest = match client.get_manifest(image, &tag, ACCEPT) {
         Ok(m) => m,
         Err(RegistryError::NotFound { .. }) => return Ok(out),
         Err(source) => return Err(AttachmentsError::Manifest { at, source }),
     };
+    if manifest.media_type != OCI_MANIFEST {
+        return Err(AttachmentsError::BadManifest {
+            at,
+            reason: format!(
+                "its media type is {:?}, not {OCI_MANIFEST:?}",
+                manifest.media_type
+            ),
+        });
+    }
     out.found = true;
     let layers =
         signature_layers(&manifest.bytes).map_err(|reason| AttachmentsError::BadManifest {

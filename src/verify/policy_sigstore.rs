@@ -132,7 +132,8 @@ pub(super) fn sigstore_signed(
             obj(&m["pki"], &format!("{what}.pki"))?;
             TrustRoot::Pki
         }
-        found => return Err(invalid(format!(
+        found => {
+            return Err(invalid(format!(
             "{what}: exactly one of keyPath, keyPaths, keyData, keyDatas, fulcio and pki must be \
                  specified, found {}",
             if found.is_empty() {
@@ -140,7 +141,8 @@ pub(super) fn sigstore_signed(
             } else {
                 found.join(", ")
             }
-        ))),
+        )))
+        }
     };
     let rekor = match present(REKOR_KEYS).as_slice() {
         [] => None,

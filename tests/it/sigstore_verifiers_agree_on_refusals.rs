@@ -167,3 +167,43 @@ fn signbus_cosign_and_skopeo_refuse_the_same_signatures() {
     let cosign = bed.cosign_verify("s", repo, &d).unwrap();
     assert!(cosign.contains(&other_identity), "{cosign}");
 }
+
+/// A `.sig` tag holding something else than an OCI image manifest refuses the image outright, in signbus as in
+/// skopeo (containers/image), whatever else is there.
+#[test]
+fn a_sig_tag_that_is_not_an_oci_manifest_refuses_the_image() {
+    use signbus::registry::DOCKER_MANIFEST;
+    let bed = SigBed::start();
+    bed.signbus_key("s");
+    bed.registry_policy(
+        "trust-s",
+        r#"[{"type":"sigstoreSigned","keyPath":"@DIR@/s.pub"}]"#,
+    );
+    let repo = "refuse/docker-sig";
+    let d = bed.push_image(repo, "docker-sig");
+    let r = bed.repo(repo);
+    let config =
+        br#"{"architecture":"amd64","os":"linux","rootfs":{"type":"layers","diff_ids":[]}}"#;
+    let config_digest = bed.client.put_blob(&r, config).unwrap();
+    let manifest = format!(
+        r#"{{"schemaVersion":2,"mediaType":"{DOCKER_MANIFEST}","config":{{"mediaType":"application/vnd.docker.container.image.v1+json","digest":"{config_digest}","size":{}}},"layers":[]}}"#,
+        config.len()
+    );
+    let tag = signbus::cosign::signature_tag(&d).unwrap();
+    bed.client
+        .put_manifest(&r, &tag, DOCKER_MANIFEST, manifest.as_bytes())
+        .unwrap();
+    let (code, report) = bed.signbus_verify("trust-s", repo, &d);
+    assert_eq!(code, 1, "{report:#}");
+    let error = report["error"].as_str().unwrap();
+    assert!(
+        error.contains(&tag) && error.contains("media type"),
+        "{error}"
+    );
+    refused(
+        "skopeo",
+        repo,
+        bed.skopeo_verify("trust-s", repo),
+        "unexpected MIME type",
+    );
+}
