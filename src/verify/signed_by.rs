@@ -5,7 +5,7 @@
 use super::lookaside::FetchedSignature;
 use super::policy::SignedBy;
 use super::report::{RequirementReport, SignatureVerdict};
-use super::verdict::{conclude, judge_claim, pending};
+use super::verdict::{evaluate_signatures, judge_payload, pending, NO_SIGNATURE};
 use super::{gpg, ImageDigest};
 use crate::claim::Claim;
 use crate::reference::Reference;
@@ -16,47 +16,25 @@ pub(super) fn signed_by(
     digest: &ImageDigest,
     fetched: Option<&[FetchedSignature]>,
 ) -> RequirementReport {
-    let mut report = RequirementReport {
-        kind: "signedBy".to_owned(),
-        detail: Some(format!("identity {}", sb.identity)),
-        satisfied: false,
-        reason: String::new(),
-        signatures: Vec::new(),
+    let keys = if sb.key_type == "GPGKeys" {
+        sb.keys.load().and_then(|rings| {
+            let keys = gpg::TrustedKeys::import(rings.iter().map(|(_, r)| r.as_slice()))
+                .map_err(|e| e.to_string())?;
+            let names = keys.fingerprints().map(str::to_owned).collect();
+            Ok((keys, names))
+        })
+    } else {
+        Err(format!("keyType {:?} is not implemented", sb.key_type))
     };
-    if sb.key_type != "GPGKeys" {
-        report.reason = format!("keyType {:?} is not implemented", sb.key_type);
-        return report;
-    }
-    let keys = sb.keys.load().and_then(|rings| {
-        gpg::TrustedKeys::import(rings.iter().map(|(_, r)| r.as_slice())).map_err(|e| e.to_string())
-    });
-    let mut keys = match keys {
-        Ok(k) => k,
-        Err(e) => {
-            report.reason = e;
-            return report;
-        }
-    };
-    report.detail = Some(format!(
-        "keys {}; identity {}",
-        keys.fingerprints().collect::<Vec<_>>().join(", "),
-        sb.identity
-    ));
-    let Some(fetched) = fetched else {
-        report.reason =
+    let found = fetched
+        .map(|f| (f, NO_SIGNATURE.to_owned()))
+        .ok_or_else(|| {
             "no lookaside store is configured for this image, so no signature can be read"
-                .to_owned();
-        return report;
-    };
-    for f in fetched {
-        let v = check_one(&mut keys, sb, image, digest, f);
-        report.signatures.push(v);
-    }
-    conclude(
-        &mut report,
-        "a signature was required, but no signature exists".to_owned(),
-    );
-    report
+                .to_owned()
+        });
+    evaluate_signatures("signedBy", &sb.identity, keys, found, |keys, f| {
+        check_one(keys, sb, image, digest, f)
+    })
 }
 
 fn check_one(
@@ -81,22 +59,12 @@ fn check_one(
         }
     };
     v.key = Some(verified.fingerprint.clone());
-    // 2. Only now parse the payload, strictly.
-    let claim = match Claim::parse(&verified.payload) {
-        Ok(c) => c,
-        Err(e) => {
-            v.reason = format!("signed payload rejected: {e}");
-            return v;
-        }
-    };
-    // 3. The digest, 4. the identity.
-    judge_claim(
-        &mut v,
-        &sb.identity,
-        image,
-        digest,
-        claim.docker_reference(),
-        claim.manifest_digest().as_str(),
-    );
-    v
+    // 2. Only now parse the payload, strictly; 3. the digest, 4. the identity.
+    let parsed = Claim::parse(&verified.payload).map(|c| {
+        (
+            c.docker_reference().to_owned(),
+            c.manifest_digest().to_string(),
+        )
+    });
+    judge_payload(v, &sb.identity, image, digest, parsed)
 }

@@ -5,16 +5,20 @@
 //! PKI) fail this requirement alone, saying so.
 
 use super::attachments::{Attachments, FetchedAttachment};
-use super::policy::{KeySource, SigstoreSigned, TrustRoot};
+use super::policy::{SigstoreSigned, TrustRoot};
 use super::report::{RequirementReport, SignatureVerdict};
-use super::verdict::{conclude, judge_claim, pending};
+use super::verdict::{evaluate_signatures, judge_payload, pending, NO_SIGNATURE};
 use super::ImageDigest;
 use crate::cosign::{ParsedPayload, PublicKey, VerifyError, SIGNATURE_ANNOTATION};
 use crate::reference::Reference;
 
-/// The requirement's public keys, each a PEM `PUBLIC KEY` of an ECDSA P-256 key. `Err` names the key that is
-/// unreadable or of another type.
-fn load_keys(source: &KeySource) -> Result<Vec<PublicKey>, String> {
+/// The requirement's public keys, each a PEM `PUBLIC KEY` of an ECDSA P-256 key. `Err` says why there are
+/// none to use: a trust root signbus does not support, or a key that is unreadable or of another type.
+fn trusted_keys(req: &SigstoreSigned) -> Result<Vec<PublicKey>, String> {
+    let source = match (&req.trust, req.unsupported()) {
+        (TrustRoot::Keys(source), None) => source,
+        (_, why) => return Err(why.unwrap_or_else(|| "this trust root is not supported".into())),
+    };
     source
         .load()?
         .into_iter()
@@ -32,58 +36,27 @@ pub(super) fn sigstore_signed(
     digest: &ImageDigest,
     fetched: Option<&Attachments>,
 ) -> RequirementReport {
-    let mut report = RequirementReport {
-        kind: "sigstoreSigned".to_owned(),
-        detail: Some(format!("identity {}", req.identity)),
-        satisfied: false,
-        reason: String::new(),
-        signatures: Vec::new(),
-    };
-    let source = match (&req.trust, req.unsupported()) {
-        (TrustRoot::Keys(source), None) => source,
-        (_, why) => {
-            report.reason = why.unwrap_or_else(|| "this trust root is not supported".to_owned());
-            return report;
+    let keys = trusted_keys(req).map(|keys| {
+        let names = keys.iter().map(PublicKey::fingerprint).collect();
+        (keys, names)
+    });
+    let found = match fetched {
+        None => Err(format!(
+            "registries.d does not set use-sigstore-attachments: true for this image, so no sigstore \
+             signature is read: {NO_SIGNATURE}"
+        )),
+        Some(f) => {
+            let none = match (f.found, f.other_layers) {
+                (false, _) => format!("{NO_SIGNATURE} ({} does not exist)", f.at),
+                (true, 0) => NO_SIGNATURE.to_owned(),
+                (true, n) => format!("{NO_SIGNATURE} ({n} attachment layers of other types)"),
+            };
+            Ok((f.signatures.as_slice(), none))
         }
     };
-    let keys = match load_keys(source) {
-        Ok(k) => k,
-        Err(e) => {
-            report.reason = e;
-            return report;
-        }
-    };
-    report.detail = Some(format!(
-        "keys {}; identity {}",
-        keys.iter()
-            .map(PublicKey::fingerprint)
-            .collect::<Vec<_>>()
-            .join(", "),
-        req.identity
-    ));
-    let Some(fetched) = fetched else {
-        report.reason = "registries.d does not set use-sigstore-attachments: true for this image, so no \
-                         sigstore signature is read: a signature was required, but no signature exists"
-            .to_owned();
-        return report;
-    };
-    for f in &fetched.signatures {
-        report
-            .signatures
-            .push(check_one(&keys, req, image, digest, f));
-    }
-    let none = match (fetched.found, fetched.other_layers) {
-        (false, _) => format!(
-            "a signature was required, but no signature exists ({} does not exist)",
-            fetched.at
-        ),
-        (true, 0) => "a signature was required, but no signature exists".to_owned(),
-        (true, n) => format!(
-            "a signature was required, but no signature exists ({n} attachment layers of other types)"
-        ),
-    };
-    conclude(&mut report, none);
-    report
+    evaluate_signatures("sigstoreSigned", &req.identity, keys, found, |keys, f| {
+        check_one(keys, req, image, digest, f)
+    })
 }
 
 fn check_one(
@@ -121,24 +94,14 @@ fn check_one(
         };
         return v;
     }
-    // 2. Only now parse the payload, strictly.
-    let payload = match ParsedPayload::parse(&f.payload) {
-        Ok(p) => p,
-        Err(e) => {
-            v.reason = format!("signed payload rejected: {e}");
-            return v;
-        }
-    };
-    // 3. The digest, 4. the identity.
-    judge_claim(
-        &mut v,
-        &req.identity,
-        image,
-        digest,
-        payload.docker_reference(),
-        payload.manifest_digest(),
-    );
-    v
+    // 2. Only now parse the payload, strictly; 3. the digest, 4. the identity.
+    let parsed = ParsedPayload::parse(&f.payload).map(|p| {
+        (
+            p.docker_reference().to_owned(),
+            p.manifest_digest().to_owned(),
+        )
+    });
+    judge_payload(v, &req.identity, image, digest, parsed)
 }
 
 #[cfg(test)]
@@ -146,6 +109,7 @@ mod tests {
     use super::*;
     use crate::cosign::{Payload, PrivateKey};
     use crate::verify::identity::SignedIdentity;
+    use crate::verify::policy::KeySource;
 
     const D: &str = "sha256:5feceb66ffc86f38d952786c6d696c79c2dbc239dd4e91b46729d73a27fb57e9";
 

@@ -35,6 +35,29 @@ fn refused(verifier: &str, repo: &str, outcome: Result<String, String>, reason: 
     );
 }
 
+/// All three refuse `<repo>:v1` at `digest`, each saying its part of `reasons` (signbus, cosign, skopeo).
+fn three_refuse(bed: &SigBed, repo: &str, digest: &str, reasons: [&str; 3]) {
+    signbus_refuses(bed, repo, digest, reasons[0]);
+    refused(
+        "cosign",
+        repo,
+        bed.cosign_verify("s", repo, digest),
+        reasons[1],
+    );
+    refused(
+        "skopeo",
+        repo,
+        bed.skopeo_verify("trust-s", repo),
+        reasons[2],
+    );
+}
+
+const WRONG_KEY: [&str; 3] = [
+    "does not verify with any of the trusted keys",
+    "no matching signatures",
+    "signature verification failed",
+];
+
 #[test]
 fn signbus_cosign_and_skopeo_refuse_the_same_signatures() {
     let bed = SigBed::start();
@@ -54,33 +77,11 @@ fn signbus_cosign_and_skopeo_refuse_the_same_signatures() {
     let tagged = |repo: &str| format!("{}:v1", bed.repo(repo).name());
 
     // Another key: cosign signs with a key the policy does not trust.
-    let d = bed.push_image("refuse/other-key", "other-key");
-    let id = tagged("refuse/other-key");
-    bed.cosign_sign(
-        "other",
-        "refuse/other-key",
-        &d,
-        &["--sign-container-identity", &id],
-    );
     let repo = "refuse/other-key";
-    signbus_refuses(
-        &bed,
-        repo,
-        &d,
-        "does not verify with any of the trusted keys",
-    );
-    refused(
-        "cosign",
-        repo,
-        bed.cosign_verify("s", repo, &d),
-        "no matching signatures",
-    );
-    refused(
-        "skopeo",
-        repo,
-        bed.skopeo_verify("trust-s", repo),
-        "signature verification failed",
-    );
+    let d = bed.push_image(repo, "other-key");
+    let id = tagged(repo);
+    bed.cosign_sign("other", repo, &d, &["--sign-container-identity", &id]);
+    three_refuse(&bed, repo, &d, WRONG_KEY);
 
     // A payload changed after signing (an annotation added), stored with the original signature.
     let repo = "refuse/changed";
@@ -92,64 +93,36 @@ fn signbus_cosign_and_skopeo_refuse_the_same_signatures() {
         .replace(r#""optional":null"#, r#""optional":{"note":"added"}"#)
         .into_bytes();
     bed.put_raw_signatures(repo, &d, &[(changed, sig)]);
-    signbus_refuses(
-        &bed,
-        repo,
-        &d,
-        "does not verify with any of the trusted keys",
-    );
-    refused(
-        "cosign",
-        repo,
-        bed.cosign_verify("s", repo, &d),
-        "no matching signatures",
-    );
-    refused(
-        "skopeo",
-        repo,
-        bed.skopeo_verify("trust-s", repo),
-        "signature verification failed",
-    );
+    three_refuse(&bed, repo, &d, WRONG_KEY);
 
     // A valid signature for another image's digest, attached to this one.
     let repo = "refuse/other-digest";
     let d = bed.push_image(repo, "other-digest");
     let elsewhere = bed.push_image("refuse/elsewhere", "elsewhere");
     bed.attach(repo, &d, &payload(&tagged(repo), &elsewhere), &s);
-    signbus_refuses(
+    three_refuse(
         &bed,
         repo,
         &d,
-        &format!("signed digest {elsewhere} does not match"),
-    );
-    refused(
-        "cosign",
-        repo,
-        bed.cosign_verify("s", repo, &d),
-        "no matching signatures",
-    );
-    refused(
-        "skopeo",
-        repo,
-        bed.skopeo_verify("trust-s", repo),
-        "does not match",
+        [
+            &format!("signed digest {elsewhere} does not match"),
+            "no matching signatures",
+            "does not match",
+        ],
     );
 
     // No signature at all.
     let repo = "refuse/unsigned";
     let d = bed.push_image(repo, "unsigned");
-    signbus_refuses(&bed, repo, &d, "no signature exists");
-    refused(
-        "cosign",
+    three_refuse(
+        &bed,
         repo,
-        bed.cosign_verify("s", repo, &d),
-        "no signatures found",
-    );
-    refused(
-        "skopeo",
-        repo,
-        bed.skopeo_verify("trust-s", repo),
-        "no signature exists",
+        &d,
+        [
+            "no signature exists",
+            "no signatures found",
+            "no signature exists",
+        ],
     );
 
     // Another identity: signbus and skopeo refuse; cosign checks the key and the digest only.

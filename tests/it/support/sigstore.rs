@@ -21,24 +21,6 @@ use std::time::Duration;
 /// The password of every cosign key the tests make.
 pub const PASSWORD: &str = "sigstore-test";
 
-/// The trixie chroot holding skopeo 1.18.
-pub fn rootfs() -> PathBuf {
-    let root = std::env::var_os("SIGNBUS_TEST_COSIGN_ROOTFS")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            panic!(
-                "SIGNBUS_TEST_COSIGN_ROOTFS is not set: run the tests with testenv/test.sh, or export what \
-                 testenv/cosign-tools.sh prints"
-            )
-        });
-    assert!(
-        root.join("usr/bin/skopeo").exists(),
-        "{}/usr/bin/skopeo missing: rebuild the chroot with testenv/cosign-tools.sh",
-        root.display()
-    );
-    root
-}
-
 /// A registry, a work directory and the tools.
 pub struct SigBed {
     pub registry: Registry,
@@ -65,7 +47,7 @@ fn outcome(cmd: &mut Command) -> Outcome {
 impl SigBed {
     pub fn start() -> SigBed {
         let cosign = super::cosign::bin();
-        let rootfs = rootfs();
+        let rootfs = super::cosign::rootfs();
         let bed = SigBed {
             registry: Registry::start(),
             client: client(),
