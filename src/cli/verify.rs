@@ -6,6 +6,7 @@
 
 use anyhow::{Context as _, Result};
 use clap::Args;
+use signbus::registry::{ClientOptions, Credentials};
 use signbus::store::{self, PublishOutcome};
 use signbus::verify::lookaside::FetchLimits;
 use signbus::verify::policy::Policy;
@@ -46,19 +47,28 @@ pub struct VerifyArgs {
     /// Print the report as JSON.
     #[arg(long)]
     pub json: bool,
-    /// Most signatures read from the lookaside store.
+    /// Most signatures read from the lookaside store (and signature layers from the registry).
     #[arg(long, default_value_t = 128)]
     pub max_signatures: usize,
     /// Largest signature accepted, in bytes.
     #[arg(long, default_value_t = 4 * 1024 * 1024)]
     pub max_signature_size: u64,
-    /// Timeout of each HTTP request to the lookaside store, in seconds.
+    /// Timeout of each HTTP request to the lookaside store or the registry, in seconds.
     #[arg(long, default_value_t = 30)]
     pub http_timeout: u64,
-    /// PEM bundle of the CAs trusted for https lookaside stores (default: the system bundle,
-    /// /etc/ssl/certs/ca-certificates.crt, as podman and skopeo).
+    /// PEM bundle of the CAs trusted for https lookaside stores and for the registry holding sigstore
+    /// attachments (default: the system bundle, /etc/ssl/certs/ca-certificates.crt, as podman and skopeo).
     #[arg(long)]
     pub ca_cert: Option<PathBuf>,
+    /// containers-auth.json(5) file with registry credentials for reading sigstore attachments; repeatable,
+    /// the first file with an entry for the registry wins [default: $REGISTRY_AUTH_FILE if set, else
+    /// $XDG_RUNTIME_DIR/containers/auth.json, ~/.config/containers/auth.json, ~/.docker/config.json].
+    #[arg(long = "authfile", value_name = "FILE")]
+    pub auth_files: Vec<PathBuf>,
+    /// Read sigstore attachments over plain http when the registry does not answer https (cosign's
+    /// --allow-http-registry; for test and local registries only).
+    #[arg(long)]
+    pub allow_http_registry: bool,
 }
 
 /// `signbus publish`: add a signature to the image's lookaside store (file:// only for now).
@@ -117,6 +127,27 @@ fn default_lookaside() -> Option<url::Url> {
     url::Url::from_file_path(dir).ok()
 }
 
+/// The auth files consulted when `--authfile` is not given, in order (containers-auth.json(5)).
+fn default_auth_files() -> Vec<PathBuf> {
+    let var = |k: &str| {
+        std::env::var_os(k)
+            .filter(|v| !v.is_empty())
+            .map(PathBuf::from)
+    };
+    if let Some(f) = var("REGISTRY_AUTH_FILE") {
+        return vec![f];
+    }
+    let mut files = Vec::new();
+    if let Some(run) = var("XDG_RUNTIME_DIR") {
+        files.push(run.join("containers/auth.json"));
+    }
+    if let Some(h) = home() {
+        files.push(h.join(".config/containers/auth.json"));
+        files.push(h.join(".docker/config.json"));
+    }
+    files
+}
+
 fn usage_error(json: bool, msg: &str) -> i32 {
     eprintln!("error: {msg}");
     if json {
@@ -173,6 +204,20 @@ fn verify_blocking(args: VerifyArgs) -> Result<i32> {
             max_signature_bytes: args.max_signature_size,
             http_timeout: Duration::from_secs(args.http_timeout),
             ca_cert: args.ca_cert.clone(),
+        },
+        registry: ClientOptions {
+            tls: signbus::tls::TlsConfig {
+                ca_cert: args.ca_cert.clone(),
+                cert_key: None,
+            },
+            allow_http: args.allow_http_registry,
+            credentials: Credentials::AuthFiles(if args.auth_files.is_empty() {
+                default_auth_files()
+            } else {
+                args.auth_files.clone()
+            }),
+            timeout: Duration::from_secs(args.http_timeout),
+            ..ClientOptions::default()
         },
     };
     let report = match verifier.verify(&image, &digest) {

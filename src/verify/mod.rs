@@ -1,13 +1,18 @@
-//! Image signature validation: does policy.json accept this image, given the signatures in its lookaside store?
+//! Image signature validation: does policy.json accept this image, given the signatures in its lookaside store
+//! and the sigstore signatures attached to it in its registry?
 //!
 //! [`Verifier::verify`] ties the parts together: [`policy`] picks the requirement list for the image,
-//! [`registries_d`] picks the lookaside store, [`lookaside`] fetches the untrusted blobs, [`gpg`] checks each
-//! blob's cryptography against the requirement's keys, and only then is the payload parsed
-//! ([`crate::claim::Claim::parse`]), its digest compared with the image's and its reference checked with the
-//! requirement's [`identity`] rule. This module owns that order and the [`Report`]; it reads the key files a
-//! policy names (policy is configuration that points at them), but it never reads configuration from fixed
-//! paths or the environment and never writes to a store.
+//! [`registries_d`] picks the lookaside store and says whether sigstore attachments are read. For `signedBy`,
+//! [`lookaside`] fetches the untrusted blobs and [`gpg`] checks each blob's cryptography against the
+//! requirement's keys; for `sigstoreSigned`, [`attachments`] reads the `.sig` tag's layers and each is checked
+//! against the requirement's P-256 public keys. Only then is the payload parsed
+//! ([`crate::claim::Claim::parse`], [`crate::cosign::ParsedPayload::parse`]), its digest compared with the
+//! image's and its reference checked with the requirement's [`identity`] rule. Each source is read only when a
+//! requirement needs it. This module owns that order and the [`Report`]; it reads the key files a policy names
+//! (policy is configuration that points at them), but it never reads configuration from fixed paths or the
+//! environment and never writes to a store or a registry.
 
+pub mod attachments;
 pub mod gpg;
 pub mod identity;
 pub mod lookaside;
@@ -15,11 +20,14 @@ pub mod policy;
 pub mod registries_d;
 mod report;
 mod signed_by;
+mod sigstore;
+mod verdict;
 
 use report::simple;
 pub use report::{Report, RequirementReport, SignatureVerdict};
 
 use crate::reference::{self, Reference, ReferenceError};
+use attachments::{Attachments, AttachmentsError};
 use lookaside::{FetchLimits, FetchedSignature, LookasideError};
 use policy::{Policy, Requirement};
 use registries_d::{RegistriesD, RegistriesError};
@@ -53,6 +61,9 @@ pub enum VerifyError {
     /// The lookaside store could not be read.
     #[error(transparent)]
     Lookaside(#[from] LookasideError),
+    /// The sigstore attachments could not be read from the registry.
+    #[error(transparent)]
+    Attachments(#[from] AttachmentsError),
 }
 
 /// The image's manifest digest, from `--digest`, the reference's `@digest`, and/or the manifest itself.
@@ -148,8 +159,11 @@ pub struct Verifier<'a> {
     pub registries: &'a RegistriesD,
     /// Store to read when registries.d configures none (containers/image uses a local directory).
     pub default_lookaside: Option<Url>,
-    /// Fetch caps.
+    /// Fetch caps (also for sigstore attachments: count of signature layers, size of each).
     pub limits: FetchLimits,
+    /// How to reach the image's registry for sigstore attachments (auth, TLS, plain http); the size caps come
+    /// from `limits`.
+    pub registry: crate::registry::ClientOptions,
 }
 
 impl Verifier<'_> {
@@ -190,9 +204,10 @@ impl Verifier<'_> {
                 )?);
             }
         }
+        let (sigstore_attachments, attachments) = self.attachments(reqs, image, digest)?;
         let requirements: Vec<RequirementReport> = reqs
             .iter()
-            .map(|r| evaluate(r, image, digest, fetched.as_deref()))
+            .map(|r| evaluate(r, image, digest, fetched.as_deref(), attachments.as_ref()))
             .collect();
         let accepted = requirements.iter().all(|r| r.satisfied);
         Ok(Report {
@@ -200,9 +215,47 @@ impl Verifier<'_> {
             digest: digest.as_str().to_owned(),
             policy_scope: scope.to_string(),
             lookaside,
+            sigstore_attachments,
             requirements,
             accepted,
         })
+    }
+
+    /// Reads the `.sig` tag when a `sigstoreSigned` requirement signbus can evaluate applies and registries.d
+    /// enables attachments for the image; returns what the report says about it, and what was read.
+    fn attachments(
+        &self,
+        reqs: &[Requirement],
+        image: &Reference,
+        digest: &ImageDigest,
+    ) -> Result<(Option<String>, Option<Attachments>), VerifyError> {
+        let needed = reqs
+            .iter()
+            .any(|r| matches!(r, Requirement::SigstoreSigned(s) if s.unsupported().is_none()));
+        if !needed {
+            return Ok((None, None));
+        }
+        let setting = self.registries.sigstore_attachments(image);
+        let Some(setting) = setting.filter(|s| s.enabled) else {
+            return Ok((
+                Some("not read: registries.d does not set use-sigstore-attachments: true for this image".into()),
+                None,
+            ));
+        };
+        let at = attachments::attachments_ref(image, digest.as_str())?;
+        let options = crate::registry::ClientOptions {
+            max_blob_bytes: self.limits.max_signature_bytes,
+            ..self.registry.clone()
+        };
+        let client = crate::registry::Client::new(options).map_err(AttachmentsError::Client)?;
+        let fetched =
+            attachments::fetch_attachments(&client, image, digest.as_str(), &self.limits)?;
+        let shown = format!(
+            "{at} (use-sigstore-attachments of {} in {})",
+            setting.scope,
+            setting.file.display()
+        );
+        Ok((Some(shown), Some(fetched)))
     }
 }
 
@@ -211,6 +264,7 @@ fn evaluate(
     image: &Reference,
     digest: &ImageDigest,
     fetched: Option<&[FetchedSignature]>,
+    attachments: Option<&Attachments>,
 ) -> RequirementReport {
     match req {
         Requirement::InsecureAcceptAnything => simple(
@@ -219,11 +273,7 @@ fn evaluate(
             "insecureAcceptAnything: accepted without looking at signatures",
         ),
         Requirement::Reject => simple(req.kind(), false, "rejected by policy (reject)"),
-        Requirement::SigstoreSigned => simple(
-            req.kind(),
-            false,
-            "sigstoreSigned requirements are not supported by signbus yet",
-        ),
+        Requirement::SigstoreSigned(s) => sigstore::sigstore_signed(s, image, digest, attachments),
         Requirement::SignedBaseLayer => simple(
             req.kind(),
             false,

@@ -4,6 +4,10 @@
 //! lists and malformed requirements are errors, as in containers/image. It decides which requirement list
 //! applies to an image; it never reads key files, fetches signatures or evaluates a requirement.
 
+#[path = "policy_sigstore.rs"]
+mod sigstore;
+pub use sigstore::{SigstoreSigned, TrustRoot};
+
 use super::identity::{IdentityError, SignedIdentity};
 use crate::reference::Reference;
 use crate::strict_json;
@@ -27,16 +31,40 @@ pub enum PolicyError {
     Identity(#[from] IdentityError),
 }
 
-/// Where a `signedBy` requirement's public keys come from.
+/// Where a requirement's public keys come from (keyrings for `signedBy`, PEM public keys for `sigstoreSigned`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum KeySource {
-    /// `keyPath`: one keyring file.
+    /// `keyPath`: one file.
     Path(PathBuf),
-    /// `keyPaths`: several keyring files.
+    /// `keyPaths`: several files.
     Paths(Vec<PathBuf>),
-    /// `keyData`: a keyring, base64-decoded.
+    /// `keyData`: one key (or keyring), base64-decoded.
     Data(Vec<u8>),
+    /// `keyDatas` (`sigstoreSigned` only): several keys, each base64-decoded.
+    Datas(Vec<Vec<u8>>),
+}
+
+impl KeySource {
+    /// The key material with a name for each piece (the file, or `keyData` / `keyDatas[i]`), reading the files
+    /// now. `Err` names the file that cannot be read.
+    pub fn load(&self) -> Result<Vec<(String, Vec<u8>)>, String> {
+        let read = |p: &std::path::Path| {
+            std::fs::read(p)
+                .map(|b| (p.display().to_string(), b))
+                .map_err(|e| format!("reading key file {}: {e}", p.display()))
+        };
+        match self {
+            KeySource::Path(p) => Ok(vec![read(p)?]),
+            KeySource::Paths(ps) => ps.iter().map(|p| read(p)).collect(),
+            KeySource::Data(d) => Ok(vec![("keyData".to_owned(), d.clone())]),
+            KeySource::Datas(ds) => Ok(ds
+                .iter()
+                .enumerate()
+                .map(|(i, d)| (format!("keyDatas[{i}]"), d.clone()))
+                .collect()),
+        }
+    }
 }
 
 /// A `signedBy` requirement.
@@ -60,8 +88,8 @@ pub enum Requirement {
     Reject,
     /// `signedBy`.
     SignedBy(SignedBy),
-    /// `sigstoreSigned`: parsed so that real policies load, but not evaluated yet.
-    SigstoreSigned,
+    /// `sigstoreSigned`.
+    SigstoreSigned(SigstoreSigned),
     /// `signedBaseLayer`: parsed, never satisfied (containers/image does not implement it either).
     SignedBaseLayer,
 }
@@ -73,7 +101,7 @@ impl Requirement {
             Requirement::InsecureAcceptAnything => "insecureAcceptAnything",
             Requirement::Reject => "reject",
             Requirement::SignedBy(_) => "signedBy",
-            Requirement::SigstoreSigned => "sigstoreSigned",
+            Requirement::SigstoreSigned(_) => "sigstoreSigned",
             Requirement::SignedBaseLayer => "signedBaseLayer",
         }
     }
@@ -163,6 +191,33 @@ fn string<'a>(m: &'a Map<String, Value>, key: &str, what: &str) -> Result<&'a st
     }
 }
 
+/// A non-empty list of strings.
+fn string_list<'a>(
+    m: &'a Map<String, Value>,
+    key: &str,
+    what: &str,
+) -> Result<Vec<&'a str>, PolicyError> {
+    let list = m[key]
+        .as_array()
+        .ok_or_else(|| invalid(format!("{what}: {key:?} must be a list")))?;
+    if list.is_empty() {
+        return Err(invalid(format!("{what}: {key:?} must not be empty")));
+    }
+    list.iter()
+        .map(|p| {
+            p.as_str()
+                .ok_or_else(|| invalid(format!("{what}: {key:?} members must be strings")))
+        })
+        .collect()
+}
+
+/// Standard base64, decoded.
+fn base64_data(b64: &str, key: &str, what: &str) -> Result<Vec<u8>, PolicyError> {
+    base64::engine::general_purpose::STANDARD
+        .decode(b64)
+        .map_err(|e| invalid(format!("{what}: {key:?} is not base64: {e}")))
+}
+
 fn only(m: &Map<String, Value>, what: &str, allowed: &[&str]) -> Result<(), PolicyError> {
     match m.keys().find(|k| !allowed.contains(&k.as_str())) {
         Some(k) => Err(invalid(format!("{what} has unknown member {k:?}"))),
@@ -185,21 +240,6 @@ fn requirements(v: &Value, what: &str) -> Result<Vec<Requirement>, PolicyError> 
         .collect()
 }
 
-const SIGSTORE_MEMBERS: &[&str] = &[
-    "type",
-    "keyPath",
-    "keyPaths",
-    "keyData",
-    "keyDatas",
-    "fulcio",
-    "rekorPublicKeyPath",
-    "rekorPublicKeyPaths",
-    "rekorPublicKeyData",
-    "rekorPublicKeyDatas",
-    "pki",
-    "signedIdentity",
-];
-
 const KEY_TYPES: &[&str] = &[
     "GPGKeys",
     "signedByGPGKeys",
@@ -221,10 +261,7 @@ fn requirement(v: &Value, what: &str) -> Result<Requirement, PolicyError> {
             Ok(Requirement::Reject)
         }
         "signedBy" => signed_by(m, &what).map(Requirement::SignedBy),
-        "sigstoreSigned" => {
-            only(m, &what, SIGSTORE_MEMBERS)?;
-            Ok(Requirement::SigstoreSigned)
-        }
+        "sigstoreSigned" => sigstore::sigstore_signed(m, &what).map(Requirement::SigstoreSigned),
         "signedBaseLayer" => {
             only(m, &what, &["type", "baseLayerIdentity"])?;
             // As containers/image: the identity must be there and be a valid identity rule, though the
@@ -264,30 +301,13 @@ fn signed_by(m: &Map<String, Value>, what: &str) -> Result<SignedBy, PolicyError
         .collect();
     let keys = match sources.as_slice() {
         ["keyPath"] => KeySource::Path(string(m, "keyPath", what)?.into()),
-        ["keyPaths"] => {
-            let list = m["keyPaths"]
-                .as_array()
-                .ok_or_else(|| invalid(format!("{what}: \"keyPaths\" must be a list")))?;
-            if list.is_empty() {
-                return Err(invalid(format!("{what}: \"keyPaths\" must not be empty")));
-            }
-            let paths = list
-                .iter()
-                .map(|p| {
-                    p.as_str().map(PathBuf::from).ok_or_else(|| {
-                        invalid(format!("{what}: \"keyPaths\" members must be strings"))
-                    })
-                })
-                .collect::<Result<_, _>>()?;
-            KeySource::Paths(paths)
-        }
-        ["keyData"] => {
-            let b64 = string(m, "keyData", what)?;
-            let data = base64::engine::general_purpose::STANDARD
-                .decode(b64)
-                .map_err(|e| invalid(format!("{what}: \"keyData\" is not base64: {e}")))?;
-            KeySource::Data(data)
-        }
+        ["keyPaths"] => KeySource::Paths(
+            string_list(m, "keyPaths", what)?
+                .into_iter()
+                .map(PathBuf::from)
+                .collect(),
+        ),
+        ["keyData"] => KeySource::Data(base64_data(string(m, "keyData", what)?, "keyData", what)?),
         [] => {
             return Err(invalid(format!(
                 "{what}: exactly one of keyPath, keyPaths and keyData must be specified, none is"

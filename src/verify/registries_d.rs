@@ -11,7 +11,8 @@
 //! - A scope defined in two files, or `default-docker` in two files, is an error naming both files.
 //! - The deprecated `sigstore` / `sigstore-staging` keys work as `lookaside` / `lookaside-staging` (a
 //!   `lookaside*` key wins when both are present) and are reported once per load with `tracing::warn!`.
-//! - `use-sigstore-attachments` is accepted; signbus does not read registry-stored attachments.
+//! - `use-sigstore-attachments` is looked up as containers/image does: the most specific matching scope that
+//!   sets it, then `default-docker`; unset everywhere means false ([`RegistriesD::sigstore_attachments`]).
 
 use crate::reference::Reference;
 use serde::Deserialize;
@@ -89,7 +90,7 @@ pub struct Namespace {
     /// Deprecated `sigstore-staging` (= `lookaside-staging`).
     #[serde(default)]
     pub sigstore_staging: Option<String>,
-    /// `use-sigstore-attachments`: accepted, not used by signbus.
+    /// `use-sigstore-attachments`: read (and write) sigstore signatures from the registry's `.sig` tag.
     #[serde(default)]
     pub use_sigstore_attachments: Option<bool>,
     #[serde(flatten)]
@@ -280,6 +281,52 @@ impl RegistriesD {
     }
 }
 
+/// Whether sigstore attachments are read for one image, and where that was decided.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AttachmentsSetting {
+    /// The value of `use-sigstore-attachments`.
+    pub enabled: bool,
+    /// `docker: "<scope>"` or `default-docker`.
+    pub scope: String,
+    /// The file that set it.
+    pub file: PathBuf,
+}
+
+impl RegistriesD {
+    /// `use-sigstore-attachments` for `image`: the exact reference's scope, the repository and each namespace
+    /// upward, the host, `*.domain` wildcards, then `default-docker`; a scope that does not set it passes the
+    /// question on (as containers/image). `None` when nothing sets it, which means false.
+    pub fn sigstore_attachments(&self, image: &Reference) -> Option<AttachmentsSetting> {
+        let scopes = image
+            .policy_identity()
+            .into_iter()
+            .chain(image.policy_namespaces());
+        let scoped = scopes.filter_map(|scope| {
+            let (ns, file) = self.docker.get(&scope)?;
+            Some((
+                ns.use_sigstore_attachments?,
+                format!("docker: {scope:?}"),
+                file,
+            ))
+        });
+        let default = self.default_docker.iter().filter_map(|(ns, file)| {
+            Some((
+                ns.use_sigstore_attachments?,
+                "default-docker".to_owned(),
+                file,
+            ))
+        });
+        scoped
+            .chain(default)
+            .next()
+            .map(|(enabled, scope, file)| AttachmentsSetting {
+                enabled,
+                scope,
+                file: file.clone(),
+            })
+    }
+}
+
 fn base(
     key: &'static str,
     value: &str,
@@ -362,6 +409,46 @@ docker:
             lookup(&cfg, "quay.io/x", false).unwrap(),
             "default-docker lookaside file:///default"
         );
+    }
+
+    #[test]
+    fn use_sigstore_attachments_comes_from_the_most_specific_scope_that_sets_it() {
+        let cfg = RegistriesD::from_yaml(
+            r#"
+default-docker:
+  use-sigstore-attachments: true
+docker:
+  reg.example.com:
+    use-sigstore-attachments: false
+  reg.example.com/ns:
+    lookaside: file:///x
+  reg.example.com/ns/on:
+    use-sigstore-attachments: true
+"#,
+            Path::new("a.yaml"),
+        )
+        .unwrap();
+        let get = |image: &str| {
+            let r = Reference::parse_normalized(image)
+                .unwrap()
+                .with_default_tag();
+            cfg.sigstore_attachments(&r)
+                .map(|s| format!("{} {}", s.scope, s.enabled))
+        };
+        assert_eq!(
+            get("reg.example.com/ns/on:1").unwrap(),
+            r#"docker: "reg.example.com/ns/on" true"#
+        );
+        // reg.example.com/ns does not set it: its parent decides.
+        assert_eq!(
+            get("reg.example.com/ns/x:1").unwrap(),
+            r#"docker: "reg.example.com" false"#
+        );
+        assert_eq!(get("quay.io/x").unwrap(), "default-docker true");
+        let none =
+            RegistriesD::from_yaml("docker: {a.io: {lookaside: 'file:///x'}}", Path::new("x"));
+        let r = Reference::parse_normalized("a.io/x:1").unwrap();
+        assert_eq!(none.unwrap().sigstore_attachments(&r), None);
     }
 
     #[test]

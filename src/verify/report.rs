@@ -28,14 +28,15 @@ pub struct RequirementReport {
     /// The requirement's `type`.
     #[serde(rename = "type")]
     pub kind: String,
-    /// For `signedBy`: the trusted key fingerprints and the identity rule.
+    /// For `signedBy` and `sigstoreSigned`: the trusted keys (gpg fingerprints, or sha256 of each public key)
+    /// and the identity rule.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub detail: Option<String>,
     /// Whether it holds.
     pub satisfied: bool,
     /// Why.
     pub reason: String,
-    /// Per-signature verdicts (signedBy only).
+    /// Per-signature verdicts (signedBy and sigstoreSigned).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub signatures: Vec<SignatureVerdict>,
 }
@@ -51,6 +52,9 @@ pub struct Report {
     pub policy_scope: String,
     /// The lookaside store read (if signatures were needed), and where it was configured.
     pub lookaside: Option<String>,
+    /// The `.sig` tag read for sigstore signatures (if a `sigstoreSigned` requirement needed them), and where
+    /// registries.d enabled it; or why it was not read.
+    pub sigstore_attachments: Option<String>,
     /// Every requirement of the entry, in order.
     pub requirements: Vec<RequirementReport>,
     /// True when every requirement holds.
@@ -79,6 +83,9 @@ impl Report {
         if let Some(l) = &self.lookaside {
             let _ = writeln!(s, "lookaside: {l}");
         }
+        if let Some(a) = &self.sigstore_attachments {
+            let _ = writeln!(s, "sigstore:  {a}");
+        }
         for (i, r) in self.requirements.iter().enumerate() {
             let _ = writeln!(
                 s,
@@ -101,6 +108,10 @@ impl Report {
                 if let Some(id) = &sig.identity {
                     let _ = writeln!(s, "    identity: {id}");
                 }
+                if let Some(d) = &sig.signed_digest {
+                    let _ = writeln!(s, "    signed:   {d}");
+                }
+                let _ = writeln!(s, "    from:     {}", sig.url);
                 let _ = writeln!(s, "    reason:   {}", sig.reason);
             }
             let _ = writeln!(

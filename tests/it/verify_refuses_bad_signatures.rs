@@ -138,7 +138,22 @@ fn reject_sigstore_and_insecure_requirements() {
         .unwrap();
     assert!(!r.accepted);
     assert!(
-        r.requirements[0].reason.contains("not supported"),
+        r.requirements[0].reason.contains("reading key file /x"),
+        "{:?}",
+        r.requirements[0]
+    );
+    let r = f
+        .verify(
+            &f.policy(r#"{"default":[{"type":"sigstoreSigned","pki":{}}]}"#),
+            IMAGE,
+            &d,
+        )
+        .unwrap();
+    assert!(!r.accepted);
+    assert!(
+        r.requirements[0]
+            .reason
+            .contains("not supported by signbus"),
         "{:?}",
         r.requirements[0]
     );

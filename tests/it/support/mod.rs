@@ -13,6 +13,7 @@ pub mod registry;
 pub mod requester;
 pub mod run;
 pub mod server;
+pub mod sigstore;
 pub mod verify_fixtures;
 
 pub use bed::*;

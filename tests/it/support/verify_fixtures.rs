@@ -109,6 +109,7 @@ impl Fixture {
             registries: &registries,
             default_lookaside: None,
             limits,
+            registry: Default::default(),
         };
         let image = verify::image_reference(image)?;
         let digest = ImageDigest::new(image.digest(), Some(digest), None)?;
