@@ -41,7 +41,15 @@ const ALLOWED: &[(&str, &[&str])] = &[
     ("store", &["verify", "reference", "digest"]),
     (
         "verify",
-        &["claim", "reference", "digest", "strict_json", "tls"],
+        &[
+            "claim",
+            "reference",
+            "digest",
+            "strict_json",
+            "tls",
+            "cosign",
+            "registry",
+        ],
     ),
     // Cosign signatures and the registry they live in (signing only for its `Passphrase` secret type).
     (
