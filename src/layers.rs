@@ -32,6 +32,10 @@ const ALLOWED: &[(&str, &[&str])] = &[
             "reference",
             "digest",
             "backoff",
+            // cosign-container-sign: native signatures, attached through the registry client.
+            "cosign",
+            "registry",
+            "signing",
         ],
     ),
     // Checking and publishing images.

@@ -7,6 +7,8 @@
 //! [`output`] prints what pubtools-sign prints. Nothing here knows about gpg.
 
 pub mod config;
+pub mod cosign;
+pub mod cosign_config;
 pub mod output;
 pub mod prepare;
 pub mod received;
