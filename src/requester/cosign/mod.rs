@@ -39,11 +39,11 @@ pub enum CosignError {
         reason: String,
     },
     /// A key file that does not open: a wrong password, a damaged file, a key of another type.
-    #[error("--signing-key {given:?} ({path}): {source}{hint}")]
+    #[error("--signing-key {given:?} ({path}): {reason}{hint}")]
     Key {
         given: String,
         path: String,
-        source: KeyError,
+        reason: KeyError,
         hint: &'static str,
     },
 }
@@ -83,14 +83,14 @@ pub fn load_keys(
             reason: e.to_string(),
         })?;
         let key = PrivateKey::from_encrypted_pem(&bytes, password.unwrap_or(&empty)).map_err(
-            |source| CosignError::Key {
+            |reason| CosignError::Key {
                 given: k.given.clone(),
                 path: k.resolved.clone(),
-                hint: match (&source, password) {
+                hint: match (&reason, password) {
                     (KeyError::WrongPassword, None) => " (COSIGN_PASSWORD is not set)",
                     _ => "",
                 },
-                source,
+                reason,
             },
         )?;
         loaded.insert(&k.resolved, key.clone());

@@ -7,19 +7,11 @@ use super::super::cosign_config::CosignSignerConfig;
 use super::plan::{Job, Plan, Way};
 use crate::backoff::Backoff;
 use crate::cosign::{default_identity, AttachError, AttachOutcome, Attacher, Payload, PrivateKey};
-use crate::registry::{self, RegistryError, DOCKER_MANIFEST, OCI_MANIFEST};
+use crate::registry::{self, RegistryError};
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
 use std::time::Duration;
-
-/// The manifest types an image to sign may have.
-const IMAGE_MANIFEST_TYPES: &[&str] = &[
-    OCI_MANIFEST,
-    "application/vnd.oci.image.index.v1+json",
-    DOCKER_MANIFEST,
-    "application/vnd.docker.distribution.manifest.list.v2+json",
-];
 
 /// What became of one job.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -143,7 +135,7 @@ fn native(
     let payload = Payload::new(&identity, &job.digest, annotations)?.to_json();
     let tries = cfg.retries.max(1);
     with_retries(tries, RegistryError::is_retryable, || {
-        client.get_manifest(&job.repo, &job.digest, IMAGE_MANIFEST_TYPES)
+        client.get_manifest(&job.repo, &job.digest, registry::MANIFEST_TYPES)
     })
     .map_err(SignError::Image)?;
     let signature = key.sign(&payload);
