@@ -34,7 +34,10 @@ const ALLOWED: &[(&str, &[&str])] = &[
             "reference",
             "digest",
             "backoff",
+            // cosign signatures, native or over the bus, attached through the registry client.
             "cosign",
+            "registry",
+            "signing",
         ],
     ),
     // Checking and publishing images.

@@ -5,6 +5,8 @@
 //! `pubtools-sign-msg-container-sign` (a symlink), signbus behaves as that command, busybox style. This is the
 //! binary's edge: configuration and the environment are read here, errors become messages and exit codes here.
 
+pub mod cosign_keys;
+pub mod cosign_sign;
 pub mod docs;
 pub mod msg_sign;
 mod progress;
@@ -35,6 +37,10 @@ pub enum Command {
     MsgClearSign(ClearSignArgs),
     /// Make detached signatures of files (pubtools-sign-msg-blob-sign).
     MsgBlobSign(BlobSignArgs),
+    /// Sign container images with cosign keys, natively (pubtools-sign-cosign-container-sign).
+    CosignContainerSign(cosign_sign::CosignSignArgs),
+    /// Write a cosign key pair (as cosign generate-key-pair does).
+    CosignGenerateKeyPair(cosign_keys::GenerateKeyPairArgs),
     /// Check an image's signatures against policy.json (lookaside stores from registries.d).
     Verify(verify::VerifyArgs),
     /// Add a signature to an image's lookaside store (file:// lookaside-staging or lookaside).
@@ -60,6 +66,7 @@ pub fn alias_subcommand(argv0: &str) -> Option<&'static str> {
         "pubtools-sign-msg-container-sign" => Some("msg-container-sign"),
         "pubtools-sign-msg-clear-sign" => Some("msg-clear-sign"),
         "pubtools-sign-msg-blob-sign" => Some("msg-blob-sign"),
+        "pubtools-sign-cosign-container-sign" => Some("cosign-container-sign"),
         _ => None,
     }
 }
@@ -92,6 +99,8 @@ pub async fn run(cli: Cli) -> Result<i32> {
         Command::MsgContainerSign(a) => msg_sign::container_sign(a).await,
         Command::MsgClearSign(a) => msg_sign::clear_sign(a).await,
         Command::MsgBlobSign(a) => msg_sign::blob_sign(a).await,
+        Command::CosignContainerSign(a) => cosign_sign::run(a).await,
+        Command::CosignGenerateKeyPair(a) => cosign_keys::run(a),
         Command::Verify(a) => verify::run_verify(a).await,
         Command::Publish(a) => verify::run_publish(a).await,
         Command::Completions(a) => docs::run_completions(a),

@@ -99,7 +99,7 @@ pub struct BlobSignArgs {
 }
 
 /// Starts logging for a requester command: `--log-level` if given, else the config file's `log_level`, else INFO.
-fn requester_logging(flag: Option<LogLevel>, config: Option<&str>) {
+pub(super) fn requester_logging(flag: Option<LogLevel>, config: Option<&str>) {
     let from_config = config.and_then(|c| LogLevel::from_str(c, true).ok());
     let f = match flag.or(from_config).unwrap_or(LogLevel::Info) {
         LogLevel::Debug => "debug",
@@ -155,7 +155,7 @@ fn creator(cfg: &requester::MsgSignerConfig, requester: Option<&str>) -> Result<
     signbus::cert::subject_name(&pem).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))
 }
 
-fn expand_home(p: &str) -> PathBuf {
+pub(super) fn expand_home(p: &str) -> PathBuf {
     match (p.strip_prefix("~/"), std::env::var_os("HOME")) {
         (Some(rest), Some(h)) => PathBuf::from(h).join(rest),
         _ => PathBuf::from(p),

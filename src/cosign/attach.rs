@@ -162,7 +162,19 @@ impl<'a> Attacher<'a> {
                 std::thread::sleep(pause + jitter(pause));
             }
             round += 1;
-            let current = match self.client.get_manifest(repo, &tag, &[OCI_MANIFEST]) {
+            // Ask for every manifest type, so a registry cannot hide a manifest of another type behind a 404
+            // (distribution answers MANIFEST_UNKNOWN when the Accept header leaves its type out) and have it
+            // overwritten; anything but an OCI image manifest is then refused below.
+            let current = match self
+                .client
+                .get_manifest(repo, &tag, registry::MANIFEST_TYPES)
+            {
+                Ok(m) if m.media_type != OCI_MANIFEST => {
+                    return Err(AttachError::BadManifest {
+                        tag,
+                        reason: format!("its media type is {}, not {OCI_MANIFEST}", m.media_type),
+                    })
+                }
                 Ok(m) => Some(m),
                 Err(RegistryError::NotFound { .. }) => None,
                 // A registry can fail a read or write that races another writer's (distribution's filesystem

@@ -26,6 +26,17 @@ use std::time::Duration;
 pub const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
 /// Docker schema 2 manifest media type.
 pub const DOCKER_MANIFEST: &str = "application/vnd.docker.distribution.manifest.v2+json";
+/// OCI image index media type.
+pub const OCI_INDEX: &str = "application/vnd.oci.image.index.v1+json";
+/// Docker manifest list media type.
+pub const DOCKER_MANIFEST_LIST: &str = "application/vnd.docker.distribution.manifest.list.v2+json";
+/// Every manifest media type above: what to accept when reading whatever a tag or digest holds.
+pub const MANIFEST_TYPES: &[&str] = &[
+    OCI_MANIFEST,
+    OCI_INDEX,
+    DOCKER_MANIFEST,
+    DOCKER_MANIFEST_LIST,
+];
 /// What a cap defaults to: 4 MiB.
 pub const DEFAULT_LIMIT: u64 = 4 << 20;
 

@@ -1,10 +1,11 @@
 //! pubtools-sign's YAML configuration, read as pubtools-sign 1.0.6 reads it.
 //!
-//! Sections `msg_signer` and `msg_batch_signer` (and `cosign_signer`, accepted and ignored); unknown keys are
+//! Sections `msg_signer`, `msg_batch_signer` and `cosign_signer` ([`super::cosign_config`]); unknown keys are
 //! refused with their name; `${VAR}` is replaced from the environment and a missing variable is an error (as
 //! piny's strict matcher does). Default paths: `~/.config/pubtools-sign/conf.yaml`, then
 //! `/etc/pubtools-sign/conf.yaml`. The environment is read only here, at load time.
 
+use super::cosign_config::CosignSignerConfig;
 use serde::Deserialize;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -70,8 +71,7 @@ struct File {
     #[serde(default)]
     msg_batch_signer: Option<MsgSignerConfig>,
     #[serde(default)]
-    #[allow(dead_code)]
-    cosign_signer: Option<serde_yaml::Value>,
+    cosign_signer: Option<CosignSignerConfig>,
 }
 
 /// Both sections of a loaded file.
@@ -83,6 +83,8 @@ pub struct RequesterConfig {
     pub msg_signer: Option<MsgSignerConfig>,
     /// `msg_batch_signer`.
     pub msg_batch_signer: Option<MsgSignerConfig>,
+    /// `cosign_signer`.
+    pub cosign_signer: Option<CosignSignerConfig>,
 }
 
 /// A config file that cannot be used.
@@ -177,6 +179,7 @@ impl RequesterConfig {
             path: path.to_owned(),
             msg_signer: file.msg_signer,
             msg_batch_signer: file.msg_batch_signer,
+            cosign_signer: file.cosign_signer,
         })
     }
 
@@ -185,6 +188,14 @@ impl RequesterConfig {
         self.msg_signer.as_ref().ok_or(ConfigError::NoSection {
             path: self.path.display().to_string(),
             section: "msg_signer",
+        })
+    }
+
+    /// The `cosign_signer` section, or an error naming the file.
+    pub fn cosign(&self) -> Result<&CosignSignerConfig, ConfigError> {
+        self.cosign_signer.as_ref().ok_or(ConfigError::NoSection {
+            path: self.path.display().to_string(),
+            section: "cosign_signer",
         })
     }
 

@@ -6,6 +6,8 @@
 //! signatures out of the replies; [`output`] prints what pubtools-sign prints. Nothing here knows about gpg.
 
 pub mod config;
+pub mod cosign;
+pub mod cosign_config;
 pub mod exchange;
 pub mod output;
 pub mod prepare;

@@ -5,6 +5,7 @@ pub mod bed;
 pub mod broker;
 pub mod cluster;
 pub mod cosign;
+pub mod cosign_cli;
 pub mod env;
 pub mod gpg;
 pub mod http;
