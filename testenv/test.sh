@@ -32,7 +32,7 @@ SIGNBUS_TEST_PROTOCOL=amqp1 SIGNBUS_TEST_REQUESTER_PROTOCOL=amqp1 \
     cargo nextest run --no-fail-fast --success-output final -E "$CLUSTER"
 
 # 2. The same broker-facing tests over the other protocol combinations (one suite, parametrised).
-BROKER_TESTS='binary(it) & test(/^(container|bad|cli|every|sigterm|sigkill|pubtools|metrics|logs|signed_images|topology|verify_agrees|authoriz|cross_type|signer_outage|partitioned)/)'
+BROKER_TESTS='binary(it) & test(/^(container|bad|cli|every|sigterm|sigkill|pubtools|metrics|logs|signed_images|topology|verify_agrees|authoriz|cross_type|signer_outage|partitioned|cosign_signatures_over)/)'
 for combo in "amqp091 amqp091" "amqp1 amqp091" "amqp091 amqp1"; do
     set -- $combo
     echo "test.sh: server over $1, requester over $2" >&2

@@ -34,20 +34,6 @@ pub struct CosignSignArgs {
     pub raw: bool,
 }
 
-/// The containers auth files, in the order they are consulted: `REGISTRY_AUTH_FILE`,
-/// `$XDG_RUNTIME_DIR/containers/auth.json`, `~/.docker/config.json`.
-fn auth_files() -> Vec<PathBuf> {
-    let var = |v: &str| {
-        std::env::var_os(v)
-            .filter(|s| !s.is_empty())
-            .map(PathBuf::from)
-    };
-    let mut files: Vec<PathBuf> = var("REGISTRY_AUTH_FILE").into_iter().collect();
-    files.extend(var("XDG_RUNTIME_DIR").map(|d| d.join("containers/auth.json")));
-    files.extend(var("HOME").map(|h| h.join(".docker/config.json")));
-    files
-}
-
 /// `cosign-container-sign`; returns the exit code.
 pub async fn run(a: CosignSignArgs) -> Result<i32> {
     tokio::task::spawn_blocking(move || sign(a)).await?
@@ -66,7 +52,7 @@ fn sign(a: CosignSignArgs) -> Result<i32> {
         signing_keys: a.signing_key,
     };
     let plan = Plan::new(&input, &cfg)?;
-    let options = cosign::client_options(&cfg, auth_files())?;
+    let options = cosign::client_options(&cfg, super::auth_files())?;
     let password = cosign::password(
         &cfg,
         std::env::var_os("COSIGN_PASSWORD").map(|p| p.into_vec()),

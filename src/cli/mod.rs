@@ -8,6 +8,7 @@
 pub mod cosign_keys;
 pub mod cosign_sign;
 pub mod docs;
+pub mod msg_cosign;
 pub mod msg_sign;
 mod progress;
 pub mod serve;
@@ -39,6 +40,8 @@ pub enum Command {
     MsgBlobSign(BlobSignArgs),
     /// Sign container images with cosign keys, natively (pubtools-sign-cosign-container-sign).
     CosignContainerSign(cosign_sign::CosignSignArgs),
+    /// Sign container images with cosign keys held by the signing server, over the bus; attach the signatures.
+    MsgCosignContainerSign(msg_cosign::MsgCosignSignArgs),
     /// Write a cosign key pair (as cosign generate-key-pair does).
     CosignGenerateKeyPair(cosign_keys::GenerateKeyPairArgs),
     /// Check an image's signatures against policy.json (lookaside stores from registries.d).
@@ -100,12 +103,35 @@ pub async fn run(cli: Cli) -> Result<i32> {
         Command::MsgClearSign(a) => msg_sign::clear_sign(a).await,
         Command::MsgBlobSign(a) => msg_sign::blob_sign(a).await,
         Command::CosignContainerSign(a) => cosign_sign::run(a).await,
+        Command::MsgCosignContainerSign(a) => msg_cosign::run(a).await,
         Command::CosignGenerateKeyPair(a) => cosign_keys::run(a),
         Command::Verify(a) => verify::run_verify(a).await,
         Command::Publish(a) => verify::run_publish(a).await,
         Command::Completions(a) => docs::run_completions(a),
         Command::Manpages(a) => docs::run_manpages(a),
     }
+}
+
+/// The registry auth files, in the order containers-auth.json(5) consults them: `$REGISTRY_AUTH_FILE` alone when
+/// set, else `$XDG_RUNTIME_DIR/containers/auth.json`, `~/.config/containers/auth.json`, `~/.docker/config.json`.
+fn auth_files() -> Vec<std::path::PathBuf> {
+    let var = |k: &str| {
+        std::env::var_os(k)
+            .filter(|v| !v.is_empty())
+            .map(std::path::PathBuf::from)
+    };
+    if let Some(f) = var("REGISTRY_AUTH_FILE") {
+        return vec![f];
+    }
+    let mut files = Vec::new();
+    if let Some(run) = var("XDG_RUNTIME_DIR") {
+        files.push(run.join("containers/auth.json"));
+    }
+    if let Some(h) = var("HOME") {
+        files.push(h.join(".config/containers/auth.json"));
+        files.push(h.join(".docker/config.json"));
+    }
+    files
 }
 
 /// Resolves at SIGTERM or SIGINT.

@@ -162,30 +162,42 @@ pub(super) fn expand_home(p: &str) -> PathBuf {
     }
 }
 
+/// Loads the pubtools-sign config file (`--config-file`, else pubtools-sign's default locations).
+pub(super) fn load_file(config_file: Option<&str>) -> Result<RequesterConfig> {
+    let home = std::env::var_os("HOME").map(PathBuf::from);
+    let path = requester::config::locate(config_file, home.as_deref())?;
+    Ok(RequesterConfig::load(&path, |v| std::env::var(v).ok())?)
+}
+
 /// Loads the pubtools-sign config section a command uses and works out the requester name.
 fn load_section(
     config_file: Option<&str>,
     batch: bool,
     requester: Option<&str>,
 ) -> Result<(requester::MsgSignerConfig, String)> {
-    let home = std::env::var_os("HOME").map(PathBuf::from);
-    let path = requester::config::locate(config_file, home.as_deref())?;
-    let file = RequesterConfig::load(&path, |v| std::env::var(v).ok())?;
+    let file = load_file(config_file)?;
     let cfg = if batch { file.batch()? } else { file.single()? }.clone();
     let creator = creator(&cfg, requester)?;
     Ok((cfg, creator))
 }
 
-/// Sends `requests`, waits for the replies, prints pubtools-sign's output; returns the exit code.
-async fn exchange_and_print(
+/// The `msg_signer` section of `file` and the requester name.
+pub(super) fn single_section(
+    file: &RequesterConfig,
+    requester: Option<&str>,
+) -> Result<(requester::MsgSignerConfig, String)> {
+    let cfg = file.single()?.clone();
+    let creator = creator(&cfg, requester)?;
+    Ok((cfg, creator))
+}
+
+/// Sends `requests` over the broker `cfg` names and waits for the replies.
+pub(super) async fn exchange(
     cfg: &requester::MsgSignerConfig,
     creator: &str,
     common: &RequesterArgs,
-    requests: Vec<requester::PreparedRequest>,
-    operation: serde_json::Value,
-    result_field: &str,
-    publish_to: Option<PathBuf>,
-) -> Result<i32> {
+    requests: &[requester::PreparedRequest],
+) -> Result<requester::Exchange> {
     let vars = requester::template_vars(cfg, creator, &common.task_id, common.requester.as_deref());
     let listen = requester::format_address(&cfg.topic_listen_to, &vars)?;
     let id = format!("signbus-requester-{}", uuid::Uuid::new_v4());
@@ -207,15 +219,28 @@ async fn exchange_and_print(
         Some(b) => b,
         None => &requester::NoProgress,
     };
-    let ex = requester::send_and_receive_with_progress(
+    Ok(requester::send_and_receive_with_progress(
         &connect,
-        &requests,
+        requests,
         &listen,
         &cfg.message_id_key,
         retry,
         progress,
     )
-    .await;
+    .await)
+}
+
+/// Sends `requests`, waits for the replies, prints pubtools-sign's output; returns the exit code.
+async fn exchange_and_print(
+    cfg: &requester::MsgSignerConfig,
+    creator: &str,
+    common: &RequesterArgs,
+    requests: Vec<requester::PreparedRequest>,
+    operation: serde_json::Value,
+    result_field: &str,
+    publish_to: Option<PathBuf>,
+) -> Result<i32> {
+    let ex = exchange(cfg, creator, common, &requests).await?;
     let r = output::render(
         &requests,
         &ex,

@@ -127,27 +127,6 @@ fn default_lookaside() -> Option<url::Url> {
     url::Url::from_file_path(dir).ok()
 }
 
-/// The auth files consulted when `--authfile` is not given, in order (containers-auth.json(5)).
-fn default_auth_files() -> Vec<PathBuf> {
-    let var = |k: &str| {
-        std::env::var_os(k)
-            .filter(|v| !v.is_empty())
-            .map(PathBuf::from)
-    };
-    if let Some(f) = var("REGISTRY_AUTH_FILE") {
-        return vec![f];
-    }
-    let mut files = Vec::new();
-    if let Some(run) = var("XDG_RUNTIME_DIR") {
-        files.push(run.join("containers/auth.json"));
-    }
-    if let Some(h) = home() {
-        files.push(h.join(".config/containers/auth.json"));
-        files.push(h.join(".docker/config.json"));
-    }
-    files
-}
-
 fn usage_error(json: bool, msg: &str) -> i32 {
     eprintln!("error: {msg}");
     if json {
@@ -212,7 +191,7 @@ fn verify_blocking(args: VerifyArgs) -> Result<i32> {
             },
             allow_http: args.allow_http_registry,
             credentials: Credentials::AuthFiles(if args.auth_files.is_empty() {
-                default_auth_files()
+                super::auth_files()
             } else {
                 args.auth_files.clone()
             }),
