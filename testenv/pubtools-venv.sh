@@ -21,7 +21,7 @@ VENV=$CACHE_DIR/pubtools-sign-$PUBTOOLS_SIGN_VERSION-venv
 MARKER=$VENV/.complete
 BUILD_LOG=$VENV.build.log
 BUILD_PACKAGES=(python3 python3-venv python3-dev gcc libc6-dev pkg-config libssl-dev)
-TOOLS=(pubtools-sign-msg-container-sign pubtools-sign-msg-clear-sign pubtools-sign-msg-blob-sign)
+TOOLS=(pubtools-sign-msg-container-sign pubtools-sign-msg-clear-sign pubtools-sign-msg-blob-sign pubtools-sign-cosign-container-sign)
 
 log() { printf 'pubtools-venv.sh: %s\n' "$*" >&2; }
 die() { printf 'pubtools-venv.sh: ERROR: %s\n' "$*" >&2; exit 1; }

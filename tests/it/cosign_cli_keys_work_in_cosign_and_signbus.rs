@@ -8,14 +8,7 @@ use crate::support::run::{run, signbus};
 use std::os::unix::fs::PermissionsExt as _;
 
 fn verify(b: &Bench, public: &str, image: &str) -> (i32, String) {
-    let (code, _, err) = b.cosign(&[
-        "verify",
-        "--key",
-        public,
-        "--insecure-ignore-tlog=true",
-        "--allow-http-registry=true",
-        image,
-    ]);
+    let (code, _, err) = b.cosign_verify(public, image);
     (code, err)
 }
 
@@ -26,17 +19,8 @@ fn a_key_from_cosign_generate_key_pair_signs_in_cosign_container_sign() {
     assert_eq!(code, 0, "{err}");
     let digest = b.push("test/app", "v1");
     let reference = format!("{}:v1", b.repo("test/app"));
-    let (code, out, err) = b.sign(
-        &b.native_config(),
-        &[
-            "--signing-key",
-            "cosign.key",
-            "--digest",
-            &digest,
-            "--reference",
-            &reference,
-        ],
-    );
+    let key = b.path("cosign.key");
+    let (code, out, err) = b.sign_image(&b.native_config(), &key, &digest, &reference, &[]);
     assert_eq!(code, 0, "{out}{err}");
     assert_eq!(document(&out)["signed_with"][0], "signbus");
     let (code, err) = verify(

@@ -5,7 +5,6 @@
 //! fixed status.
 
 use crate::support::cosign_cli::{document, status_server, Bench, PASSWORD};
-use crate::support::run::{run, signbus};
 use signbus::reference::Reference;
 use signbus::registry::DOCKER_MANIFEST;
 
@@ -26,151 +25,83 @@ fn malformed_or_unpaired_input_and_bad_keys_or_config_are_refused_before_signing
         "unknown.yaml",
         "  upload_tlog: false\n  registry_auth_file: /a.json\n",
     );
-    let cases: Vec<(&std::path::Path, Vec<&str>, &str)> = vec![
+    // (config, flags after --signing-key, what the error must say); `K` stands for the key file.
+    let cases: Vec<(&std::path::Path, String, &str)> = vec![
         (
             &config,
-            vec![
-                "--signing-key",
-                k,
-                "--digest",
-                "sha256:123",
-                "--reference",
-                &reference,
-            ],
+            format!("K --digest sha256:123 --reference {reference}"),
             "--digest \"sha256:123\"",
         ),
         (
             &config,
-            vec![
-                "--signing-key",
-                k,
-                "--digest",
-                &digest,
-                "--reference",
-                "127.0.0.1:5000/Bad:v1",
-            ],
+            format!("K --digest {digest} --reference 127.0.0.1:5000/Bad:v1"),
             "--reference",
         ),
         (
             &config,
-            vec![
-                "--signing-key",
-                k,
-                "--digest",
-                &digest,
-                "--reference",
-                "127.0.0.1:5000/ns/app",
-            ],
+            format!("K --digest {digest} --reference 127.0.0.1:5000/ns/app"),
             "has no tag",
         ),
         (
             &config,
-            vec![
-                "--signing-key",
-                k,
-                "--digest",
-                &digest,
-                "--reference",
-                &reference,
-                "--reference",
-                &other,
-            ],
+            format!("K --digest {digest} --reference {reference} --reference {other}"),
             "must pair",
         ),
         (
             &config,
-            vec![
-                "--signing-key",
-                k,
-                "--digest",
-                &digest,
-                "--reference",
-                &reference,
-                "--identity",
-                "a/b:1",
-                "--identity",
-                "c/d:1",
-            ],
+            format!(
+                "K --digest {digest} --reference {reference} --identity a/b:1 --identity c/d:1"
+            ),
             "--identity",
         ),
+        (&config, format!("K --digest {digest}"), "repository@sha256"),
         (
             &config,
-            vec!["--signing-key", k, "--digest", &digest],
-            "repository@sha256",
-        ),
-        (
-            &config,
-            vec![
-                "--signing-key",
-                "nope",
-                "--digest",
-                &digest,
-                "--reference",
-                &reference,
-            ],
+            format!("nope --digest {digest} --reference {reference}"),
             "not a key_aliases entry",
         ),
         (
             &aliased,
-            vec![
-                "--signing-key",
-                "prod",
-                "--digest",
-                &digest,
-                "--reference",
-                &reference,
-            ],
+            format!("prod --digest {digest} --reference {reference}"),
             "/nonexistent/prod.key",
         ),
         (
             &unknown_key,
-            vec![
-                "--signing-key",
-                k,
-                "--digest",
-                &digest,
-                "--reference",
-                &reference,
-            ],
+            format!("K --digest {digest} --reference {reference}"),
             "registry_auth_file",
         ),
     ];
-    for (cfg, args, says) in cases {
+    for (cfg, flags, says) in cases {
+        let args: Vec<&str> = ["--signing-key"]
+            .into_iter()
+            .chain(
+                flags
+                    .split_whitespace()
+                    .map(|w| if w == "K" { k } else { w }),
+            )
+            .collect();
         let (code, out, err) = b.sign(cfg, &args);
         assert_eq!(code, 1, "{args:?}: {out}{err}");
         assert_eq!(out, "", "{args:?}: nothing printed on stdout");
         assert!(err.contains(says), "{args:?}: expected {says:?} in: {err}");
     }
     // A wrong password, from the environment or from env_variables (which wins, as in pubtools-sign).
-    let (code, _, err) = run(signbus()
-        .args(["cosign-container-sign", "--config-file"])
-        .arg(&config)
-        .args([
-            "--signing-key",
-            k,
-            "--digest",
-            &digest,
-            "--reference",
-            &reference,
-        ])
-        .env("COSIGN_PASSWORD", "wrong"));
+    let args = [
+        "--signing-key",
+        k,
+        "--digest",
+        &digest,
+        "--reference",
+        &reference,
+    ];
+    let (code, _, err) = b.sign_with_password(&config, &args, Some("wrong"));
     assert_eq!(code, 1);
     assert!(err.contains("wrong password"), "{err}");
     let overridden = b.config(
         "pw.yaml",
         "  upload_tlog: false\n  allow_http_registry: true\n  env_variables: {COSIGN_PASSWORD: wrong}\n",
     );
-    let (code, _, err) = b.sign(
-        &overridden,
-        &[
-            "--signing-key",
-            k,
-            "--digest",
-            &digest,
-            "--reference",
-            &reference,
-        ],
-    );
+    let (code, _, err) = b.sign(&overridden, &args);
     assert_eq!(code, 1);
     assert!(err.contains("wrong password"), "{err}");
     assert!(
@@ -182,18 +113,7 @@ fn malformed_or_unpaired_input_and_bad_keys_or_config_are_refused_before_signing
         "right.yaml",
         &format!("  upload_tlog: false\n  allow_http_registry: true\n  env_variables: {{COSIGN_PASSWORD: '{PASSWORD}'}}\n"),
     );
-    let (code, out, err) = run(signbus()
-        .args(["cosign-container-sign", "--config-file"])
-        .arg(&right)
-        .args([
-            "--signing-key",
-            k,
-            "--digest",
-            &digest,
-            "--reference",
-            &reference,
-        ])
-        .env_remove("COSIGN_PASSWORD"));
+    let (code, out, err) = b.sign_with_password(&right, &args, None);
     assert_eq!(code, 0, "{out}{err}");
     assert_eq!(b.signatures("test/app", &digest).len(), 1);
 }
@@ -215,17 +135,7 @@ fn unreachable_or_refusing_registries_fail_the_signature_with_exit_1() {
         (status_server(500), "answered 500".to_owned()),
     ] {
         let reference = format!("{host}/test/app:v1");
-        let (code, out, err) = b.sign(
-            &config,
-            &[
-                "--signing-key",
-                key.to_str().unwrap(),
-                "--digest",
-                digest,
-                "--reference",
-                &reference,
-            ],
-        );
+        let (code, out, err) = b.sign_image(&config, &key, digest, &reference, &[]);
         assert_eq!(code, 1, "{host}: {out}{err}");
         let doc = document(&out);
         assert_eq!(doc["signer_result"]["status"], "error", "{doc}");
@@ -260,18 +170,8 @@ fn a_sig_tag_of_another_media_type_is_not_overwritten() {
     b.client
         .put_manifest(&repo, &tag, DOCKER_MANIFEST, docker.as_bytes())
         .unwrap();
-    let (code, out, err) = b.sign(
-        &b.native_config(),
-        &[
-            "--signing-key",
-            key.to_str().unwrap(),
-            "--digest",
-            &digest,
-            "--reference",
-            &format!("{}:v1", b.repo("test/app")),
-            "--raw",
-        ],
-    );
+    let reference = format!("{}:v1", b.repo("test/app"));
+    let (code, out, err) = b.sign_image(&b.native_config(), &key, &digest, &reference, &["--raw"]);
     assert_eq!(code, 1, "{out}{err}");
     assert_eq!(out, "");
     assert!(

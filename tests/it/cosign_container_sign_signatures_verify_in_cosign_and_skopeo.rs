@@ -10,14 +10,7 @@ use std::process::Command;
 
 /// `cosign verify --key <pub>` of `<repo>@<digest>`: the verified payloads, or cosign's error.
 fn cosign_verify(b: &Bench, public: &Path, image: &str) -> Result<Vec<serde_json::Value>, String> {
-    let (code, out, err) = b.cosign(&[
-        "verify",
-        "--key",
-        public.to_str().unwrap(),
-        "--insecure-ignore-tlog=true",
-        "--allow-http-registry=true",
-        image,
-    ]);
+    let (code, out, err) = b.cosign_verify(public.to_str().unwrap(), image);
     if code != 0 {
         return Err(err);
     }
@@ -33,18 +26,12 @@ fn cosign_verify_accepts_native_signatures_with_the_signed_identity_and_refuses_
     let config = b.native_config();
     let reference = format!("{}:v1", b.repo("test/app"));
     let identity = "registry.example.com/prod/app:v1";
-    let (code, out, err) = b.sign(
+    let (code, out, err) = b.sign_image(
         &config,
-        &[
-            "--signing-key",
-            key.to_str().unwrap(),
-            "--digest",
-            &digest,
-            "--reference",
-            &reference,
-            "--identity",
-            identity,
-        ],
+        &key,
+        &digest,
+        &reference,
+        &["--identity", identity],
     );
     assert_eq!(code, 0, "{out}{err}");
     let doc = document(&out);
@@ -102,17 +89,7 @@ fn skopeo_copy_accepts_native_signatures_under_a_sigstore_signed_policy() {
     let key = b.signbus_key("signer");
     let other = b.signbus_key("other");
     let reference = format!("{}:v1", b.repo("test/app"));
-    let (code, out, err) = b.sign(
-        &b.native_config(),
-        &[
-            "--signing-key",
-            key.to_str().unwrap(),
-            "--digest",
-            &digest,
-            "--reference",
-            &reference,
-        ],
-    );
+    let (code, out, err) = b.sign_image(&b.native_config(), &key, &digest, &reference, &[]);
     assert_eq!(code, 0, "{out}{err}");
 
     let shared = tempfile::tempdir().unwrap();

@@ -70,7 +70,9 @@ fn digests_alone_must_be_whole_references() {
 #[test]
 fn malformed_or_unpaired_input_is_refused_by_name() {
     let cfg = native_cfg();
-    let cases: &[(&[&str], &[&str], &[&str], &str)] = &[
+    /// (references, digests, identities, what the error says)
+    type Case<'a> = (&'a [&'a str], &'a [&'a str], &'a [&'a str], &'a str);
+    let cases: &[Case] = &[
         (&["q.io/a:1", "q.io/b:1"], &[D1], &[], "must pair"),
         (
             &["q.io/a:1"],

@@ -89,13 +89,60 @@ impl Bench {
 
     /// Runs `signbus cosign-container-sign --config-file <config> <args>` with `COSIGN_PASSWORD`=[`PASSWORD`].
     pub fn sign(&self, config: &Path, args: &[&str]) -> (i32, String, String) {
-        run(signbus()
-            .arg("cosign-container-sign")
+        self.sign_with_password(config, args, Some(PASSWORD))
+    }
+
+    /// [`Bench::sign`] of one image: `--signing-key <key> --digest <digest> --reference <reference> <extra>`.
+    pub fn sign_image(
+        &self,
+        config: &Path,
+        key: &Path,
+        digest: &str,
+        reference: &str,
+        extra: &[&str],
+    ) -> (i32, String, String) {
+        let k = key.to_str().unwrap();
+        let args = [
+            "--signing-key",
+            k,
+            "--digest",
+            digest,
+            "--reference",
+            reference,
+        ];
+        self.sign(config, &[&args[..], extra].concat())
+    }
+
+    /// As [`Bench::sign`] with `COSIGN_PASSWORD` set to `password`, or unset.
+    pub fn sign_with_password(
+        &self,
+        config: &Path,
+        args: &[&str],
+        password: Option<&str>,
+    ) -> (i32, String, String) {
+        let mut cmd = signbus();
+        cmd.arg("cosign-container-sign")
             .arg("--config-file")
             .arg(config)
             .args(args)
-            .env("COSIGN_PASSWORD", PASSWORD)
-            .current_dir(self.dir.path()))
+            .current_dir(self.dir.path());
+        match password {
+            Some(p) => cmd.env("COSIGN_PASSWORD", p),
+            None => cmd.env_remove("COSIGN_PASSWORD"),
+        };
+        run(&mut cmd)
+    }
+
+    /// `cosign verify --key <public> <image>` (no tlog, plain http allowed): (exit code, stdout, stderr).
+    pub fn cosign_verify(&self, public: &str, image: &str) -> (i32, String, String) {
+        self.cosign(&[
+            "verify",
+            "--key",
+            public,
+            "--insecure-ignore-tlog=true",
+            "--allow-http-registry=true",
+            image,
+        ])
     }
 
     /// Runs pubtools-sign 1.0.6's `pubtools-sign-cosign-container-sign` the same way.
