@@ -82,7 +82,7 @@ fn skopeo_copy(dir: &Path, source: &str) -> Result<String, String> {
 }
 
 #[test]
-fn skopeo_copy_accepts_native_signatures_under_a_sigstore_signed_policy() {
+fn skopeo_and_signbus_verify_accept_native_signatures_under_a_sigstore_signed_policy() {
     let b = Bench::start();
     let digest = b.push("test/app", "v1");
     let unsigned = b.push("test/app", "unsigned");
@@ -121,6 +121,30 @@ fn skopeo_copy_accepts_native_signatures_under_a_sigstore_signed_policy() {
     std::fs::write(d.join("policy.json"), policy("signer.pub")).unwrap();
     let by_digest = format!("docker://{}@{digest}", b.repo("test/app"));
     skopeo_copy(d, &by_digest).unwrap();
+    // signbus verify reads the same registries.d and the same policy, with the key at its host path.
+    let signbus_verify = |pub_name: &str| {
+        let host_policy = policy(pub_name).replace("/tmp/", &format!("{}/", d.display()));
+        std::fs::write(d.join("policy-host.json"), host_policy).unwrap();
+        crate::support::run::run(
+            crate::support::run::signbus()
+                .arg("verify")
+                .arg(&reference)
+                .args(["--digest", &digest, "--json", "--allow-http-registry"])
+                .arg("--policy")
+                .arg(d.join("policy-host.json"))
+                .arg("--registries-d")
+                .arg(d.join("registries.d"))
+                .arg("--authfile")
+                .arg(d.join("no-auth.json")),
+        )
+    };
+    let (code, out, err) = signbus_verify("signer.pub");
+    assert_eq!(
+        code, 0,
+        "signbus verify refused a cosign-container-sign signature: {out}{err}"
+    );
+    let (code, out, _) = signbus_verify("other.pub");
+    assert_ne!(code, 0, "signbus verify accepted another key: {out}");
     skopeo_copy(d, &format!("docker://{reference}")).unwrap();
     let e = skopeo_copy(d, &format!("docker://{}@{unsigned}", b.repo("test/app"))).unwrap_err();
     assert!(e.contains("signature"), "{e}");
