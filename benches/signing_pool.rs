@@ -5,8 +5,8 @@
 //! and 4 workers; ratios are against the 1-worker pool. Expect: the pool beats the per-signature context, and
 //! workers beyond the core count add nothing.
 
-use signbus::signing::gpgme_pool::{resolve_keys, GpgmePool};
-use signbus::signing::{KeyConfig, SignMode, Signer};
+use signbus::signing::gpgme_pool::resolve_keys;
+use signbus::signing::{KeyConfig, SignMode, Signer, SigningPool};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Instant;
@@ -51,11 +51,12 @@ fn pool(rt: &tokio::runtime::Runtime, home: &str, fpr: &str, workers: usize) -> 
             aliases: vec![],
             passphrase_file: None,
             passphrase_credential: None,
+            secret_key_file: None,
         }],
     )
     .unwrap();
     let pool =
-        Arc::new(GpgmePool::start(Some(home.into()), keys, Default::default(), workers).unwrap());
+        Arc::new(SigningPool::gpgme(Some(home.into()), keys, Default::default(), workers).unwrap());
     let rate = rt.block_on(async {
         let started = Instant::now();
         let mut set = tokio::task::JoinSet::new();

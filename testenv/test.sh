@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Runs the whole test suite against the real broker: installs build dependencies, brings the test environment
 # up (idempotent), runs every test with cargo nextest, then runs the broker-facing tests again for each other
-# protocol combination (server × requester over AMQP 1.0 and AMQP 0-9-1). Prints the figures tests measure.
+# protocol combination (server × requester over AMQP 1.0 and AMQP 0-9-1) and for the in-process signing backend.
+# Prints the figures tests measure.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -47,10 +48,19 @@ for combo in "amqp091 amqp091" "amqp1 amqp091" "amqp091 amqp1"; do
 done
 testenv/cluster-down.sh
 
+# 3. The broker-facing tests again with the in-process signing backend (keys from armored files, signed in the
+# server process; SIGNBUS_TEST_BACKEND is honoured by tests/it/support), plus the passphrase-key tests, less the
+# gpg-agent outage test (it runs the gpgme backend whatever the variable says). One protocol
+# combination (AMQP 1.0 both sides, the default): the backend only changes the signer, and each extra row costs
+# ~3-4 minutes of the 45 .ci/run may take.
+echo "test.sh: in-process signing backend, server and requester over AMQP 1.0" >&2
+SIGNBUS_TEST_BACKEND=in-process SIGNBUS_TEST_PROTOCOL=amqp1 SIGNBUS_TEST_REQUESTER_PROTOCOL=amqp1 \
+    cargo nextest run --no-fail-fast -E "($BROKER_TESTS & not test(/^signer_outage/)) | (binary(it) & test(/^passphrase/))"
+
 # Packaging and operations: the .deb installed, run as its unit runs and purged; alert rules and dashboard.
 testenv/package-test.sh
 testenv/alerts-test.sh
 testenv/compose-test.sh   # docker-compose.yml's rabbitmq profile with podman: image build, healthchecks, signing, SIGTERM
 
-# 3. The fuzz targets, each for a bounded time (SIGNBUS_FUZZ_SECONDS, default 30) from the checked-in seeds.
+# 4. The fuzz targets, each for a bounded time (SIGNBUS_FUZZ_SECONDS, default 30) from the checked-in seeds.
 fuzz/run.sh

@@ -268,7 +268,17 @@ ensure_gpg() {
     gpg --batch --export "$KEY_RSA" >"$KEYS_DIR/rsa.pub.gpg"
     gpg --batch --armor --export "$KEY_ED" >"$KEYS_DIR/ed25519.pub.asc"
     gpg --batch --armor --export "$KEY_RSA" >"$KEYS_DIR/rsa.pub.asc"
+    # Armored secret keys for the in-process signing backend (`secret_key_file`), mode 600, rewritten each run.
+    export_secret_key "$KEY_ED" "$KEYS_DIR/ed25519.sec.asc" gpg --batch
+    export_secret_key "$KEY_RSA" "$KEYS_DIR/rsa.sec.asc" gpg --batch
     ensure_passphrase_keys
+}
+
+export_secret_key() { # $1 = fingerprint, $2 = file, rest = the gpg command (home, passphrase) to export with
+    local fpr=$1 file=$2; shift 2
+    (umask 077; "$@" --armor --export-secret-keys "$fpr" >"$file.tmp") || die "could not export secret key $fpr"
+    [ -s "$file.tmp" ] || die "gpg exported nothing for secret key $fpr"
+    mv "$file.tmp" "$file"
 }
 
 # Keys protected by a passphrase (as production keys are), in a gpg home of their own so that tests which clear
@@ -294,6 +304,9 @@ ensure_passphrase_keys() {
     PASS_KEY_ED=$(GNUPGHOME=$PASS_HOME key_fpr pp-ed25519@signbus.test)
     PASS_KEY_RSA=$(GNUPGHOME=$PASS_HOME key_fpr pp-rsa@signbus.test)
     [ ${#PASS_KEY_ED} -ge 40 ] && [ ${#PASS_KEY_RSA} -ge 40 ] || die "could not make the passphrase-protected keys"
+    # Exported still protected by the same passphrase.
+    export_secret_key "$PASS_KEY_ED" "$KEYS_DIR/pp-ed25519.sec.asc" "${pgpg[@]}"
+    export_secret_key "$PASS_KEY_RSA" "$KEYS_DIR/pp-rsa.sec.asc" "${pgpg[@]}"
 }
 
 # --------------------------------------------------------------------------
@@ -613,6 +626,10 @@ main() {
         printf 'export SIGNBUS_TEST_PASSPHRASE_FILE=%q\n' "$PASS_FILE"
         printf 'export SIGNBUS_TEST_PASSPHRASE_KEY=%q\n' "$PASS_KEY_ED"
         printf 'export SIGNBUS_TEST_PASSPHRASE_KEY_RSA=%q\n' "$PASS_KEY_RSA"
+        printf 'export SIGNBUS_TEST_SECRET_KEY_FILE=%q\n' "$KEYS_DIR/ed25519.sec.asc"
+        printf 'export SIGNBUS_TEST_SECRET_KEY_FILE_RSA=%q\n' "$KEYS_DIR/rsa.sec.asc"
+        printf 'export SIGNBUS_TEST_PASSPHRASE_SECRET_KEY_FILE=%q\n' "$KEYS_DIR/pp-ed25519.sec.asc"
+        printf 'export SIGNBUS_TEST_PASSPHRASE_SECRET_KEY_FILE_RSA=%q\n' "$KEYS_DIR/pp-rsa.sec.asc"
         printf 'export SIGNBUS_AMQP_URL=%q\n' "$AMQP_URL"
         printf 'export SIGNBUS_AMQPS_URL=%q\n' "$AMQPS_URL"
         printf 'export SIGNBUS_TLS_CA=%q\n' "$TLS_DIR/ca.pem"

@@ -8,8 +8,7 @@ use signbus::config::ServerConfig;
 use signbus::metrics::Metrics;
 use signbus::server::handler::{Decision, Handler, Origin};
 use signbus::server::{self, endpoints, health::Health};
-use signbus::signing::gpgme_pool::{resolve_keys, GpgmePool};
-use signbus::signing::load_passphrases;
+use signbus::signing::{gpgme_pool, in_process, load_passphrases, BackendKind, SigningPool};
 use signbus::transport;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -70,21 +69,40 @@ pub async fn run(a: ServeArgs) -> Result<i32> {
         ),
         _ => None,
     };
-    let home = cfg.signing.gnupg_home.clone();
+    let signing = cfg.signing.clone();
     let workers = cfg.workers();
-    let keys_cfg = cfg.signing.keys.clone();
     let credentials = credentials_dir();
-    let pool = tokio::task::spawn_blocking(move || -> Result<GpgmePool> {
-        let keys = resolve_keys(home.as_deref(), &keys_cfg).context("resolving signing keys")?;
-        let passphrases = load_passphrases(&keys_cfg, &keys, credentials.as_deref())
-            .context("reading key passphrases")?;
-        GpgmePool::start(home, keys, passphrases, workers).context("starting the signing pool")
+    let pool = tokio::task::spawn_blocking(move || -> Result<SigningPool> {
+        let (configs, credentials) = (&signing.keys, credentials.as_deref());
+        match signing.backend {
+            BackendKind::Gpgme => {
+                let home = signing.gnupg_home.clone();
+                let keys = gpgme_pool::resolve_keys(home.as_deref(), configs)
+                    .context("resolving signing keys")?;
+                let passphrases = load_passphrases(configs, &keys, credentials)
+                    .context("reading key passphrases")?;
+                SigningPool::gpgme(home, keys, passphrases, workers)
+                    .context("starting the signing pool")
+            }
+            BackendKind::InProcess => {
+                let (keys, secrets) =
+                    in_process::resolve_keys(configs).context("reading signing keys")?;
+                let passphrases = load_passphrases(configs, &keys, credentials)
+                    .context("reading key passphrases")?;
+                SigningPool::in_process(keys, secrets, passphrases, workers)
+                    .context("starting the in-process signer")
+            }
+        }
     })
     .await??;
     for k in pool.keys().keys() {
         tracing::info!(fingerprint = %k.fingerprint, name = ?k.name, aliases = ?k.aliases, "signing key ready");
     }
-    tracing::info!(workers = pool.size(), "signing pool started");
+    let backend = match cfg.signing.backend {
+        BackendKind::Gpgme => "gpgme",
+        BackendKind::InProcess => "in-process",
+    };
+    tracing::info!(backend, workers = pool.size(), "signing pool started");
     let keys = pool.keys().clone();
     let pool = Arc::new(pool);
     let metrics = Arc::new(Metrics::new());
@@ -155,7 +173,7 @@ pub async fn run(a: ServeArgs) -> Result<i32> {
 }
 
 /// `serve --replay`: one request through the handler, the reply on stdout.
-async fn replay(handler: &Handler<GpgmePool>, path: &std::path::Path) -> Result<i32> {
+async fn replay(handler: &Handler<SigningPool>, path: &std::path::Path) -> Result<i32> {
     let text = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
     let doc: serde_json::Value =
         serde_json::from_slice(&text).with_context(|| format!("{} is not JSON", path.display()))?;

@@ -7,7 +7,7 @@
 pub mod authorization;
 pub mod cosign;
 
-use crate::signing::KeyConfig;
+use crate::signing::{BackendKind, KeyConfig};
 use crate::transport::BrokerConfig;
 use authorization::AuthorizationConfig;
 use figment::providers::{Env, Format, Yaml};
@@ -124,7 +124,10 @@ impl Default for ReplyCacheSection {
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct SigningSection {
-    /// The gpg home directory holding the secret keys (default: gpg's own default).
+    /// The signer: `gpgme` (default; keys in `gnupg_home`) or `in-process` (each key's `secret_key_file`).
+    #[serde(default)]
+    pub backend: BackendKind,
+    /// The gpg home directory holding the secret keys (default: gpg's own default). gpgme backend only.
     #[serde(default)]
     pub gnupg_home: Option<PathBuf>,
     /// Signing worker threads (default: the number of CPU cores).
@@ -262,6 +265,19 @@ impl ServerConfig {
         if self.signing.workers == Some(0) {
             return Err("signing.workers must be at least 1".into());
         }
+        if self.signing.backend == BackendKind::InProcess {
+            if let Some(k) = self
+                .signing
+                .keys
+                .iter()
+                .find(|k| k.secret_key_file.is_none())
+            {
+                return Err(format!(
+                    "signing.keys {:?}: the in-process backend needs its secret_key_file",
+                    k.id
+                ));
+            }
+        }
         Ok(())
     }
 
@@ -329,6 +345,24 @@ signing: {keys: [{id: "ABCD", name: "k"}]}
         assert!(e.message.contains("listen_too"), "{e}");
         let e = ServerConfig::from_yaml(&OK.replace("{id:", "{idd:")).unwrap_err();
         assert!(e.message.contains("idd"), "{e}");
+    }
+
+    #[test]
+    fn the_backend_defaults_to_gpgme_and_in_process_needs_key_files() {
+        let c = ServerConfig::from_yaml(OK).unwrap();
+        assert_eq!(c.signing.backend, BackendKind::Gpgme);
+        let in_process = OK.replace("signing: {", "signing: {backend: in-process, ");
+        let e = ServerConfig::from_yaml(&in_process).unwrap_err();
+        assert!(
+            e.message.contains("secret_key_file") && e.message.contains("ABCD"),
+            "{e}"
+        );
+        let with_file = in_process.replace("name: \"k\"}", "name: \"k\", secret_key_file: /k.asc}");
+        let c = ServerConfig::from_yaml(&with_file).unwrap();
+        assert_eq!(c.signing.backend, BackendKind::InProcess);
+        assert!(
+            ServerConfig::from_yaml(&OK.replace("signing: {", "signing: {backend: gpg, ")).is_err()
+        );
     }
 
     #[test]

@@ -1,9 +1,9 @@
-//! The gpgme backend: a fixed pool of worker threads, each owning its own `gpgme::Context`s.
+//! The gpgme backend: a fixed pool of worker threads ([`Workers`]), each owning its own `gpgme::Context`s.
 //!
 //! A gpgme context is `!Send` and costly to create (creating one per signature halves throughput), so each
 //! worker creates one context per configured key when it starts (armor off, loopback pinentry, signer added)
-//! and reuses it for every job. Jobs arrive over one shared queue; results return through a oneshot. Partial
-//! output of a failed signature is discarded. Workers beyond the core count add nothing: gpg is CPU-bound.
+//! and reuses it for every job. Partial output of a failed signature is discarded. Each signature still runs
+//! one `gpg` process (gpgme forks it), which asks gpg-agent to sign.
 //!
 //! Keys with a passphrase: every signature runs with a passphrase provider that answers gpg-agent's loopback
 //! pinentry with the key's [`Passphrase`] (only when the agent has not cached it), and refuses a second try,
@@ -12,28 +12,13 @@
 
 use super::keys::{KeyConfig, KeyRing, Passphrases, ResolvedKey};
 use super::secret::Passphrase;
-use super::{KeyError, SignError, SignMode, Signer};
+use super::workers::{SignFn, Workers};
+use super::{KeyError, SignError, SignMode, SigningPool};
 use gpgme::{Context, PinentryMode, Protocol};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{mpsc, Arc, Mutex};
-use tokio::sync::oneshot;
-
-struct Job {
-    fingerprint: String,
-    mode: SignMode,
-    data: Vec<u8>,
-    reply: oneshot::Sender<Result<Vec<u8>, SignError>>,
-}
-
-/// A pool of gpgme signing workers.
-pub struct GpgmePool {
-    jobs: Mutex<Option<mpsc::Sender<Job>>>,
-    workers: Vec<std::thread::JoinHandle<()>>,
-    keys: KeyRing,
-    busy: Arc<AtomicUsize>,
-}
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 
 fn new_context(home: Option<&Path>) -> Result<Context, String> {
     let mut ctx =
@@ -147,11 +132,12 @@ fn forget_cached_passphrases(
     Ok(())
 }
 
-impl GpgmePool {
-    /// Starts `workers` threads (at least one) that sign with the keys of `keys` from gpg home `home`, answering
-    /// gpg's passphrase requests from `passphrases`. Each worker makes one test signature per key before the
-    /// pool is returned, so a pool that starts works — with the configured passphrases, not cached ones.
-    pub fn start(
+impl SigningPool {
+    /// The gpgme backend: starts `workers` threads (at least one) that sign with the keys of `keys` from gpg home
+    /// `home`, answering gpg's passphrase requests from `passphrases`. Each worker makes one test signature per
+    /// key before the pool is returned, so a pool that starts works — with the configured passphrases, not
+    /// cached ones.
+    pub fn gpgme(
         home: Option<PathBuf>,
         keys: KeyRing,
         passphrases: Passphrases,
@@ -160,103 +146,24 @@ impl GpgmePool {
         let protected: Vec<&String> = passphrases.keys().collect();
         forget_cached_passphrases(home.as_deref(), &protected)?;
         let passphrases = Arc::new(passphrases);
-        let (tx, rx) = mpsc::channel::<Job>();
-        let rx = Arc::new(Mutex::new(rx));
-        let busy = Arc::new(AtomicUsize::new(0));
-        let mut handles = Vec::new();
-        for n in 0..workers.max(1) {
-            let (ready_tx, ready_rx) = mpsc::channel::<Result<(), SignError>>();
-            let rx = rx.clone();
-            let home = home.clone();
-            let fprs: Vec<String> = keys.keys().iter().map(|k| k.fingerprint.clone()).collect();
-            let busy = busy.clone();
-            let passphrases = passphrases.clone();
-            let handle = std::thread::Builder::new()
-                .name(format!("signbus-gpg-{n}"))
-                .spawn(move || worker(home, fprs, passphrases, rx, ready_tx, busy))
-                .map_err(|e| SignError::Gpg {
-                    fingerprint: String::new(),
-                    reason: format!("spawn worker: {e}"),
-                })?;
-            ready_rx.recv().unwrap_or(Err(SignError::Closed))?;
-            handles.push(handle);
-        }
-        Ok(GpgmePool {
-            jobs: Mutex::new(Some(tx)),
-            workers: handles,
-            keys,
-            busy,
-        })
-    }
-
-    /// The keys this pool signs with.
-    pub fn keys(&self) -> &KeyRing {
-        &self.keys
-    }
-
-    /// Number of worker threads.
-    pub fn size(&self) -> usize {
-        self.workers.len()
-    }
-
-    /// Number of workers signing right now.
-    pub fn busy(&self) -> usize {
-        self.busy.load(Ordering::Relaxed)
-    }
-
-    /// Stops taking jobs and waits for the workers to finish the ones they have.
-    pub fn shutdown(mut self) {
-        self.jobs.lock().expect("jobs lock").take();
-        for h in self.workers.drain(..) {
-            let _ = h.join();
-        }
+        let fprs: Vec<String> = keys.keys().iter().map(|k| k.fingerprint.clone()).collect();
+        let workers = Workers::start("signbus-gpg", workers, move || {
+            worker_contexts(home.as_deref(), &fprs, passphrases.clone())
+        })?;
+        Ok(SigningPool { workers, keys })
     }
 }
 
-impl Drop for GpgmePool {
-    fn drop(&mut self) {
-        if let Ok(mut j) = self.jobs.lock() {
-            j.take();
-        }
-    }
-}
-
-impl Signer for GpgmePool {
-    async fn sign(
-        &self,
-        fingerprint: &str,
-        mode: SignMode,
-        data: Vec<u8>,
-    ) -> Result<Vec<u8>, SignError> {
-        let (reply, wait) = oneshot::channel();
-        let job = Job {
-            fingerprint: fingerprint.to_owned(),
-            mode,
-            data,
-            reply,
-        };
-        {
-            let jobs = self.jobs.lock().expect("jobs lock");
-            jobs.as_ref()
-                .ok_or(SignError::Closed)?
-                .send(job)
-                .map_err(|_| SignError::Closed)?;
-        }
-        wait.await.unwrap_or(Err(SignError::Closed))
-    }
-}
-
-fn worker(
-    home: Option<PathBuf>,
-    fingerprints: Vec<String>,
+/// On a worker thread: one context per key, each proven by a test signature; returns the worker's signing
+/// function over them.
+fn worker_contexts(
+    home: Option<&Path>,
+    fingerprints: &[String],
     passphrases: Arc<Passphrases>,
-    jobs: Arc<Mutex<mpsc::Receiver<Job>>>,
-    ready: mpsc::Sender<Result<(), SignError>>,
-    busy: Arc<AtomicUsize>,
-) {
+) -> Result<SignFn, SignError> {
     let mut contexts: HashMap<String, Context> = HashMap::new();
-    for fpr in &fingerprints {
-        let made = new_context(home.as_deref()).and_then(|mut ctx| {
+    for fpr in fingerprints {
+        let made = new_context(home).and_then(|mut ctx| {
             let key = ctx
                 .get_secret_key(fpr.as_str())
                 .map_err(|e| format!("get key: {e}"))?;
@@ -264,57 +171,28 @@ fn worker(
                 .map_err(|e| format!("add signer: {e}"))?;
             Ok(ctx)
         });
-        let mut ctx = match made {
-            Ok(c) => c,
-            Err(reason) => {
-                let _ = ready.send(Err(KeyError::BadConfigured {
-                    id: fpr.clone(),
-                    reason,
-                }
-                .into()));
-                return;
-            }
-        };
+        let mut ctx = made.map_err(|reason| KeyError::BadConfigured {
+            id: fpr.clone(),
+            reason,
+        })?;
         let test = b"signbus start-up test";
         let passphrase = passphrases.get(fpr);
-        if let Err(e) = sign_with(&mut ctx, fpr, SignMode::Normal, test, passphrase) {
-            let e = match e {
-                SignError::Gpg { reason, .. } => KeyError::BadConfigured {
-                    id: fpr.clone(),
-                    reason: format!("start-up test signature failed: {reason}"),
-                }
-                .into(),
-                other => other,
-            };
-            let _ = ready.send(Err(e));
-            return;
-        }
+        sign_with(&mut ctx, fpr, SignMode::Normal, test, passphrase).map_err(|e| match e {
+            SignError::Gpg { reason, .. } => KeyError::BadConfigured {
+                id: fpr.clone(),
+                reason: format!("start-up test signature failed: {reason}"),
+            }
+            .into(),
+            other => other,
+        })?;
         contexts.insert(fpr.clone(), ctx);
     }
-    let _ = ready.send(Ok(()));
-    drop(ready);
-    loop {
-        let job = {
-            let rx = match jobs.lock() {
-                Ok(rx) => rx,
-                Err(_) => return,
-            };
-            match rx.recv() {
-                Ok(job) => job,
-                Err(_) => return, // pool shut down
-            }
-        };
-        busy.fetch_add(1, Ordering::Relaxed);
-        let result = match contexts.get_mut(&job.fingerprint) {
-            Some(ctx) => {
-                let passphrase = passphrases.get(&job.fingerprint);
-                sign_with(ctx, &job.fingerprint, job.mode, &job.data, passphrase)
-            }
-            None => Err(KeyError::Unknown(job.fingerprint.clone()).into()),
-        };
-        busy.fetch_sub(1, Ordering::Relaxed);
-        let _ = job.reply.send(result);
-    }
+    Ok(Box::new(
+        move |fpr: &str, mode: SignMode, data: &[u8]| match contexts.get_mut(fpr) {
+            Some(ctx) => sign_with(ctx, fpr, mode, data, passphrases.get(fpr)),
+            None => Err(KeyError::Unknown(fpr.to_owned()).into()),
+        },
+    ))
 }
 
 /// Signs `data` in `mode`, answering a passphrase request with `passphrase` (once: a second request means

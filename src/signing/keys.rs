@@ -15,7 +15,7 @@ use std::path::{Path, PathBuf};
 #[derive(Debug, Clone, Deserialize, Serialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields)]
 pub struct KeyConfig {
-    /// A key spec gpg resolves to exactly one secret key: full fingerprint (preferred), key id, or user id.
+    /// A key spec that resolves to exactly one secret key: full fingerprint (preferred), key id, or user id.
     pub id: String,
     /// A name requests may use in `sig_keyname`.
     #[serde(default)]
@@ -30,6 +30,10 @@ pub struct KeyConfig {
     /// `$CREDENTIALS_DIRECTORY`), read once at start.
     #[serde(default)]
     pub passphrase_credential: Option<String>,
+    /// An armored file holding this key's secret key (`gpg --armor --export-secret-keys`), for the in-process
+    /// backend (`signing.backend: in-process`); the gpgme backend ignores it.
+    #[serde(default)]
+    pub secret_key_file: Option<PathBuf>,
 }
 
 /// The passphrases of the keys that have one, by full fingerprint.

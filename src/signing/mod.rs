@@ -1,5 +1,6 @@
-//! Signing: the [`Signer`] trait, key resolution ([`keys`]), passphrases ([`secret`]) and the gpgme backend
-//! ([`gpgme_pool`]).
+//! Signing: the [`Signer`] trait, key resolution ([`keys`]), passphrases ([`secret`]) and the two backends on
+//! one thread pool ([`workers`]): gpgme ([`gpgme_pool`], the default) and in-process OpenPGP ([`in_process`]),
+//! chosen by `signing.backend`; either makes a [`SigningPool`].
 //!
 //! The server asks "sign these bytes with the key whose fingerprint is F, in mode M" and gets bytes back. This
 //! module owns keys and signatures; it never sees AMQP, request ids or claims.
@@ -7,14 +8,67 @@
 #[cfg(any(test, feature = "test-support"))]
 pub mod fake;
 pub mod gpgme_pool;
+pub mod in_process;
 pub mod keys;
 pub mod secret;
+pub mod workers;
 
-pub use gpgme_pool::GpgmePool;
 pub use keys::{load_passphrases, KeyConfig, KeyRing, Passphrases, ResolvedKey};
 pub use secret::Passphrase;
 
+use serde::{Deserialize, Serialize};
 use std::future::Future;
+
+/// Which signer a server runs (`signing.backend`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum BackendKind {
+    /// gpgme: keys in a gpg home, one gpg process per signature, gpg-agent holds the secrets.
+    #[default]
+    Gpgme,
+    /// Keys from armored files (`secret_key_file`), unlocked once and held in this process.
+    InProcess,
+}
+
+/// A running signer, whichever backend built it ([`SigningPool::gpgme`], [`SigningPool::in_process`]): the keys
+/// it holds and the threads that sign with them.
+pub struct SigningPool {
+    workers: workers::Workers,
+    keys: KeyRing,
+}
+
+impl SigningPool {
+    /// The keys it signs with.
+    pub fn keys(&self) -> &KeyRing {
+        &self.keys
+    }
+
+    /// Number of signing threads.
+    pub fn size(&self) -> usize {
+        self.workers.size()
+    }
+
+    /// Number of threads signing right now.
+    pub fn busy(&self) -> usize {
+        self.workers.busy()
+    }
+
+    /// Stops taking jobs and waits for the threads to finish the ones they have.
+    pub fn shutdown(self) {
+        self.workers.shutdown();
+    }
+}
+
+impl Signer for SigningPool {
+    async fn sign(
+        &self,
+        fingerprint: &str,
+        mode: SignMode,
+        data: Vec<u8>,
+    ) -> Result<Vec<u8>, SignError> {
+        self.workers.sign(fingerprint, mode, data).await
+    }
+}
 
 /// The OpenPGP output shape.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

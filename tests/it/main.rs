@@ -20,6 +20,7 @@ mod cosign_signatures_over_the_bus_verify_everywhere;
 mod cross_type_signatures_are_refused;
 mod docs_match_the_code;
 mod every_request_type_signs_and_verifies;
+mod in_process_signatures_pass_gpg_and_skopeo;
 mod logs_and_replies_carry_the_trace;
 mod metrics_count_what_was_served;
 mod partitioned_server_is_noticed_and_bypassed;

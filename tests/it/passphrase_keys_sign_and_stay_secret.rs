@@ -1,7 +1,8 @@
 //! Keys with passphrases, as production keys have: a passphrase-protected ed25519 key (passphrase from a file)
 //! and RSA key (from a systemd credential in `$CREDENTIALS_DIRECTORY`) sign end to end; a wrong or missing
 //! passphrase stops the start with a message naming the key — even when gpg-agent still caches the right one —
-//! and the secret never appears in logs (at trace level), metrics, replies or error messages.
+//! and the secret never appears in logs (at trace level), metrics, replies or error messages. With either signing
+//! backend (`SIGNBUS_TEST_BACKEND`).
 
 use crate::support::*;
 use base64::engine::general_purpose::STANDARD;
@@ -72,9 +73,12 @@ async fn passphrase_keys_sign_end_to_end_and_the_secret_never_shows() {
     let creds = tempfile::tempdir().unwrap();
     std::fs::copy(&pass_file, creds.path().join("pp-rsa")).unwrap();
     let creds_dir = creds.path().to_str().unwrap().to_owned();
+    // Under the in-process backend (SIGNBUS_TEST_BACKEND) the same keys come from their armored files.
+    let (ed_file, rsa_file) = (env.key_source(&ed), env.key_source(&rsa));
     let signing = |ed_source: &str| {
         format!(
-            "signing:\n  gnupg_home: \"{home}\"\n  workers: 2\n  keys:\n    - {{id: \"{ed}\", name: pp-ed, {ed_source}}}\n    - {{id: \"{rsa}\", name: pp-rsa, passphrase_credential: pp-rsa}}\n"
+            "signing:\n  backend: {backend}\n  gnupg_home: \"{home}\"\n  workers: 2\n  keys:\n    - {{id: \"{ed}\", name: pp-ed, {ed_source}{ed_file}}}\n    - {{id: \"{rsa}\", name: pp-rsa, passphrase_credential: pp-rsa{rsa_file}}}\n",
+            backend = backend(),
         )
     };
     let queue = unique("passphrase");

@@ -163,8 +163,13 @@ async fn sign(bed: &Bed, key: &str, reference: &str, digest: &str) -> Vec<u8> {
 
 /// The packets inside `signature`'s compressed-data packet (old-format tag 8, indeterminate length, ZIP), i.e.
 /// the same one-pass-signature + literal-data + signature message without compression. Inflated by python3's
-/// zlib, as nothing in the dependency tree inflates.
+/// zlib, as nothing in the dependency tree inflates. A message that is not compressed (the in-process signing
+/// backend never compresses) is returned as it is.
 fn uncompressed(signature: &[u8]) -> Vec<u8> {
+    // A one-pass signature packet first: old format (tag 4, 0x90..=0x93) or new format (0xc4).
+    if matches!(signature[0], 0x90..=0x93 | 0xc4) {
+        return signature.to_vec();
+    }
     assert_eq!(
         signature[..2],
         [0xa3, 0x01],

@@ -77,11 +77,57 @@ impl Env {
         self.public_keyring("rsa.pub.gpg")
     }
 
+    /// The armored secret key file (`gpg --armor --export-secret-keys`) of the key `fingerprint`, one of the
+    /// four testenv keys, for the in-process backend.
+    pub fn secret_key_file(&self, fingerprint: &str) -> &str {
+        let var = [
+            ("SIGNBUS_TEST_KEY", "SIGNBUS_TEST_SECRET_KEY_FILE"),
+            ("SIGNBUS_TEST_KEY_RSA", "SIGNBUS_TEST_SECRET_KEY_FILE_RSA"),
+            (
+                "SIGNBUS_TEST_PASSPHRASE_KEY",
+                "SIGNBUS_TEST_PASSPHRASE_SECRET_KEY_FILE",
+            ),
+            (
+                "SIGNBUS_TEST_PASSPHRASE_KEY_RSA",
+                "SIGNBUS_TEST_PASSPHRASE_SECRET_KEY_FILE_RSA",
+            ),
+        ]
+        .into_iter()
+        .find(|(key, _)| self.get(key) == fingerprint)
+        .unwrap_or_else(|| panic!("{fingerprint} is not a testenv key"))
+        .1;
+        self.get(var)
+    }
+
+    /// What a server's `signing` section says for the key `fingerprint` besides its id, name and aliases
+    /// under [`backend`]: nothing for gpgme, its `secret_key_file` for in-process (a YAML flow-mapping member,
+    /// with its leading comma).
+    pub fn key_source(&self, fingerprint: &str) -> String {
+        match backend().as_str() {
+            "in-process" => format!(
+                ", secret_key_file: \"{}\"",
+                self.secret_key_file(fingerprint)
+            ),
+            _ => String::new(),
+        }
+    }
+
     fn public_keyring(&self, name: &str) -> PathBuf {
         let p = self.run_dir().join("keys").join(name);
         assert!(p.exists(), "{} missing: run testenv/up.sh", p.display());
         p
     }
+}
+
+/// The signing backend the test servers run: `SIGNBUS_TEST_BACKEND` (`gpgme`, the default, or `in-process`).
+/// The broker-facing suite runs with each (see testenv/test.sh).
+pub fn backend() -> String {
+    let b = std::env::var("SIGNBUS_TEST_BACKEND").unwrap_or_else(|_| "gpgme".into());
+    assert!(
+        matches!(b.as_str(), "gpgme" | "in-process"),
+        "SIGNBUS_TEST_BACKEND={b:?}: gpgme or in-process"
+    );
+    b
 }
 
 /// The protocol the test servers speak: `SIGNBUS_TEST_PROTOCOL` (`amqp1`, the default, or `amqp091`). The

@@ -1,7 +1,7 @@
 //! A `signbus serve` process per test: its configuration, its start (waiting until it consumes), its log, its
 //! operations listener (`/metrics`, `/healthz`, `/readyz`) and its stop.
 
-use super::env::{server_protocol, tls_url, Env};
+use super::env::{backend, server_protocol, tls_url, Env};
 use super::http;
 use super::run::{signbus_bin, unsafe_kill};
 use std::io::{BufRead, BufReader};
@@ -9,7 +9,8 @@ use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-/// A server config consuming `queue`, replying by template, with both test keys.
+/// A server config consuming `queue`, replying by template, with both test keys, signing with the backend
+/// `SIGNBUS_TEST_BACKEND` names ([`backend`]).
 pub fn server_config(env: &Env, queue: &str, extra_server: &str) -> String {
     format!(
         r#"broker:
@@ -24,20 +25,21 @@ server:
 metrics:
   listen: "127.0.0.1:0"
 signing:
+  backend: {backend}
   gnupg_home: "{home}"
   workers: 2
   keys:
-    - id: "{ed}"
-      name: "ed25519"
-      aliases: ["test-ed25519"]
-    - id: "{rsa}"
-      name: "rsa"
+    - {{id: "{ed}", name: "ed25519", aliases: ["test-ed25519"]{ed_source}}}
+    - {{id: "{rsa}", name: "rsa"{rsa_source}}}
 "#,
         url = env.amqp_url(),
         protocol = server_protocol(),
+        backend = backend(),
         home = env.gnupg_home(),
         ed = env.key_ed25519(),
         rsa = env.key_rsa(),
+        ed_source = env.key_source(env.key_ed25519()),
+        rsa_source = env.key_source(env.key_rsa()),
     )
 }
 
