@@ -1,14 +1,20 @@
 //! The one signing thread pool both backends run on: N named threads taking jobs from one shared queue and
 //! answering each through a oneshot.
 //!
+//! The queue is fair between callers: jobs are queued per tokio task (a request is handled in a task of its own,
+//! and a batch signs all its claim × key pairs from its one task), and the threads take one job from each task's
+//! lane in turn. A single request queued behind a 5000-claim batch waits for about one signature per busy lane,
+//! not for the whole batch; within a lane the order is kept. Calls from outside a tokio task share one lane.
+//!
 //! Each thread builds its own signing function when it starts (`make`, run on that thread, so a backend may keep
 //! per-thread state that is not `Send`, as gpgme contexts are) and reports whether it could; the pool is returned
 //! only when every thread is ready, so a pool that starts can sign. Signing is CPU-bound: threads beyond the
 //! core count add nothing.
 
 use super::{SignError, SignMode};
+use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{mpsc, Arc, Mutex};
+use std::sync::{mpsc, Arc, Condvar, Mutex};
 use tokio::sync::oneshot;
 
 /// What a worker thread runs for every job: sign `data` with the key `fingerprint` in `mode`.
@@ -21,9 +27,72 @@ struct Job {
     reply: oneshot::Sender<Result<Vec<u8>, SignError>>,
 }
 
+/// Who queued a job: the tokio task it was queued from (`None`: outside any task).
+type Lane = Option<tokio::task::Id>;
+
+/// Jobs by lane, and the order the lanes are served in (round robin).
+#[derive(Default)]
+struct Lanes {
+    jobs: HashMap<Lane, VecDeque<Job>>,
+    order: VecDeque<Lane>,
+    closed: bool,
+}
+
+/// The fair queue the threads share.
+#[derive(Default)]
+struct Queue {
+    lanes: Mutex<Lanes>,
+    ready: Condvar,
+}
+
+impl Queue {
+    fn push(&self, lane: Lane, job: Job) -> Result<(), SignError> {
+        let mut l = self.lanes.lock().map_err(|_| SignError::Closed)?;
+        if l.closed {
+            return Err(SignError::Closed);
+        }
+        let queued = l.jobs.entry(lane).or_default();
+        queued.push_back(job);
+        if queued.len() == 1 {
+            l.order.push_back(lane);
+        }
+        drop(l);
+        self.ready.notify_one();
+        Ok(())
+    }
+
+    /// The next job, from the lane whose turn it is; `None` once closed and drained.
+    fn pop(&self) -> Option<Job> {
+        let mut l = self.lanes.lock().ok()?;
+        loop {
+            if let Some(lane) = l.order.pop_front() {
+                let queued = l.jobs.get_mut(&lane).expect("a lane in order has jobs");
+                let job = queued.pop_front().expect("a lane in order is not empty");
+                if queued.is_empty() {
+                    l.jobs.remove(&lane);
+                } else {
+                    l.order.push_back(lane);
+                }
+                return Some(job);
+            }
+            if l.closed {
+                return None;
+            }
+            l = self.ready.wait(l).ok()?;
+        }
+    }
+
+    fn close(&self) {
+        if let Ok(mut l) = self.lanes.lock() {
+            l.closed = true;
+        }
+        self.ready.notify_all();
+    }
+}
+
 /// A fixed set of signing threads.
 pub struct Workers {
-    jobs: Mutex<Option<mpsc::Sender<Job>>>,
+    queue: Arc<Queue>,
     threads: Vec<std::thread::JoinHandle<()>>,
     busy: Arc<AtomicUsize>,
 }
@@ -36,20 +105,19 @@ impl Workers {
         M: Fn() -> Result<SignFn, SignError> + Send + Sync + 'static,
     {
         let make = Arc::new(make);
-        let (tx, rx) = mpsc::channel::<Job>();
-        let rx = Arc::new(Mutex::new(rx));
+        let queue = Arc::new(Queue::default());
         let busy = Arc::new(AtomicUsize::new(0));
         let mut threads = Vec::new();
         for n in 0..count.max(1) {
             let (ready_tx, ready_rx) = mpsc::channel::<Result<(), SignError>>();
-            let (rx, busy, make) = (rx.clone(), busy.clone(), make.clone());
+            let (queue, busy, make) = (queue.clone(), busy.clone(), make.clone());
             let handle = std::thread::Builder::new()
                 .name(format!("{name}-{n}"))
                 .spawn(move || match make() {
                     Ok(sign) => {
                         let _ = ready_tx.send(Ok(()));
                         drop(ready_tx);
-                        serve(sign, &rx, &busy);
+                        serve(sign, &queue, &busy);
                     }
                     Err(e) => {
                         let _ = ready_tx.send(Err(e));
@@ -63,7 +131,7 @@ impl Workers {
             threads.push(handle);
         }
         Ok(Workers {
-            jobs: Mutex::new(Some(tx)),
+            queue,
             threads,
             busy,
         })
@@ -93,13 +161,7 @@ impl Workers {
             data,
             reply,
         };
-        {
-            let jobs = self.jobs.lock().expect("jobs lock");
-            jobs.as_ref()
-                .ok_or(SignError::Closed)?
-                .send(job)
-                .map_err(|_| SignError::Closed)?;
-        }
+        self.queue.push(tokio::task::try_id(), job)?;
         wait.await.unwrap_or(Err(SignError::Closed))
     }
 
@@ -112,9 +174,7 @@ impl Workers {
     }
 
     fn close(&self) {
-        if let Ok(mut j) = self.jobs.lock() {
-            j.take();
-        }
+        self.queue.close();
     }
 }
 
@@ -124,18 +184,79 @@ impl Drop for Workers {
     }
 }
 
-fn serve(mut sign: SignFn, jobs: &Mutex<mpsc::Receiver<Job>>, busy: &AtomicUsize) {
-    loop {
-        let job = {
-            let Ok(rx) = jobs.lock() else { return };
-            match rx.recv() {
-                Ok(job) => job,
-                Err(_) => return, // pool shut down
-            }
-        };
+fn serve(mut sign: SignFn, queue: &Queue, busy: &AtomicUsize) {
+    // Until the pool shuts down and the queue is drained.
+    while let Some(job) = queue.pop() {
         busy.fetch_add(1, Ordering::Relaxed);
         let result = sign(&job.fingerprint, job.mode, &job.data);
         busy.fetch_sub(1, Ordering::Relaxed);
         let _ = job.reply.send(result);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    /// One thread that "signs" by noting the fingerprint after `delay`.
+    fn noting_pool(delay: Duration) -> (Arc<Workers>, Arc<Mutex<Vec<String>>>) {
+        let log = Arc::new(Mutex::new(Vec::new()));
+        let noted = log.clone();
+        let workers = Workers::start("test-sign", 1, move || {
+            let noted = noted.clone();
+            let sign: SignFn = Box::new(move |fpr: &str, _: SignMode, data: &[u8]| {
+                std::thread::sleep(delay);
+                noted.lock().unwrap().push(fpr.to_owned());
+                Ok(data.to_vec())
+            });
+            Ok(sign)
+        })
+        .unwrap();
+        (Arc::new(workers), log)
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_single_job_is_not_queued_behind_a_whole_batch() {
+        let (pool, log) = noting_pool(Duration::from_millis(2));
+        let batch_pool = pool.clone();
+        let batch = tokio::spawn(async move {
+            let jobs = (0..50).map(|_| batch_pool.sign("batch", SignMode::Normal, vec![1]));
+            futures_util::future::join_all(jobs).await
+        });
+        tokio::time::sleep(Duration::from_millis(10)).await;
+        let single_pool = pool.clone();
+        let single =
+            tokio::spawn(
+                async move { single_pool.sign("single", SignMode::Normal, vec![2]).await },
+            );
+        assert_eq!(single.await.unwrap().unwrap(), vec![2]);
+        assert!(batch.await.unwrap().iter().all(|r| r.is_ok()));
+        let log = log.lock().unwrap();
+        let at = log.iter().position(|f| f == "single").unwrap();
+        assert!(at <= 8, "the single job came {at}th of {}", log.len());
+        assert_eq!(log.len(), 51);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_closed_pool_refuses_new_jobs_and_finishes_queued_ones() {
+        // Signing takes long enough that jobs are still queued when the pool closes.
+        let (pool, log) = noting_pool(Duration::from_millis(30));
+        let queued: Vec<_> = (0..5)
+            .map(|_| {
+                let p = pool.clone();
+                tokio::spawn(async move { p.sign("q", SignMode::Normal, vec![]).await })
+            })
+            .collect();
+        tokio::time::sleep(Duration::from_millis(10)).await;
+        pool.close();
+        assert_eq!(
+            pool.sign("late", SignMode::Normal, vec![]).await,
+            Err(SignError::Closed)
+        );
+        for q in queued {
+            assert!(q.await.unwrap().is_ok());
+        }
+        assert_eq!(log.lock().unwrap().len(), 5);
     }
 }
