@@ -16,6 +16,7 @@ mod cosign_container_sign_refuses_bad_input_and_signs_nothing;
 mod cosign_container_sign_runs_cosign_bin_where_native_cannot;
 mod cosign_container_sign_signatures_verify_in_cosign_and_skopeo;
 mod cosign_keys_interoperate;
+mod cosign_processes_signing_one_digest_at_once_keep_both;
 mod cosign_signatures_over_the_bus_verify_everywhere;
 mod cross_type_signatures_are_refused;
 mod docs_match_the_code;
