@@ -127,7 +127,7 @@ run_unit_command() {
 
 # 5. As shipped, the config has no keys: the command line refuses to start, saying why.
 if (run_unit_command) >"$WORK/shipped.log" 2>&1; then die "the shipped config started a server"; fi
-grep -q 'signing.keys must list at least one key' "$WORK/shipped.log" || { cat "$WORK/shipped.log"; die "no reason given"; }
+grep -q 'signing.keys (or signing.cosign_keys) must list at least one key' "$WORK/shipped.log" || { cat "$WORK/shipped.log"; die "no reason given"; }
 log "the shipped config is refused until it lists keys: OK"
 
 # 6. A throwaway key in the signbus gpg home, a queue of our own, a config derived from testenv's.
