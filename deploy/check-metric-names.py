@@ -5,7 +5,7 @@
 
 What exists is read from the source, not from a list kept here: the metric names and label names registered in
 src/metrics.rs (histograms also expose _bucket{le}, _sum and _count), the `outcome` values (Outcome::as_str in
-src/server/handler.rs, plus `rejected` and `released` from src/server/mod.rs) and the dead-letter `reason` values
+src/server/outcome.rs, plus `rejected` and `released` from src/server/mod.rs) and the dead-letter `reason` values
 (RejectReason::as_str). Checked: every `signbus_*` name in deploy/prometheus/*.yml and in every string of
 deploy/grafana/signbus.json, every label matcher `name{label="value"}` on those metrics (the label must be one
 the metric has, or job/instance which Prometheus adds; outcome and reason values must be real), and that each
@@ -19,7 +19,7 @@ import sys
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 METRICS_RS = ROOT / "src/metrics.rs"
-HANDLER_RS = ROOT / "src/server/handler.rs"
+HANDLER_RS = ROOT / "src/server/outcome.rs"
 SERVER_RS = ROOT / "src/server/mod.rs"
 RULES = sorted((ROOT / "deploy/prometheus").glob("*.yml"))
 DASHBOARD = ROOT / "deploy/grafana/signbus.json"
@@ -62,7 +62,7 @@ def label_values():
             outcomes.add(settled)
     reasons = set(re.findall(r'RejectReason::\w+ => "([a-z_]+)"', handler))
     if "signed" not in outcomes or not reasons:
-        sys.exit("check-metric-names: could not read Outcome / RejectReason labels from handler.rs")
+        sys.exit("check-metric-names: could not read Outcome / RejectReason labels from outcome.rs")
     return {"outcome": outcomes, "reason": reasons}
 
 

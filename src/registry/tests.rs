@@ -1,5 +1,5 @@
 //! The client against a scripted registry on loopback: challenges, tokens and status mapping. (The real
-//! registry is exercised by tests/cosign_attach_keeps_every_layer.rs.)
+//! registry is exercised by tests/it/cosign_attach_keeps_every_layer.rs.)
 
 use super::*;
 use crate::signing::secret::Passphrase;
