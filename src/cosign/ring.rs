@@ -14,6 +14,8 @@ pub struct NamedKey {
     pub aliases: Vec<String>,
     /// `sha256:<hex>` of the public key (SPKI DER): how logs and authorization know the key.
     pub fingerprint: String,
+    /// The public key as PEM (what replies carry beside each signature).
+    pub public_pem: String,
     /// The decrypted key.
     pub key: PrivateKey,
 }
@@ -41,11 +43,12 @@ impl KeyRing {
                     return Err(DuplicateName(n.clone()));
                 }
             }
-            let fingerprint = key.public_key().fingerprint();
+            let public = key.public_key();
             ring.keys.push(NamedKey {
                 name,
                 aliases,
-                fingerprint,
+                fingerprint: public.fingerprint(),
+                public_pem: public.to_pem(),
                 key,
             });
         }

@@ -238,29 +238,14 @@ mod tests {
         KeyRing::new(vec![key(A, "release"), key(B, "beta")]).unwrap()
     }
 
-    /// `check` with the refusal as its message.
-    trait CheckText {
-        fn check_text(
-            &self,
-            who: &Identity,
-            kind: RequestType,
-            fpr: &str,
-            key: &str,
-            repo: Option<&str>,
-        ) -> Result<(), String>;
+    /// A check's refusal as its message.
+    trait AsText {
+        fn text(self) -> Result<(), String>;
     }
 
-    impl CheckText for Authorizer {
-        fn check_text(
-            &self,
-            who: &Identity,
-            kind: RequestType,
-            fpr: &str,
-            key: &str,
-            repo: Option<&str>,
-        ) -> Result<(), String> {
-            self.check(who, kind, fpr, key, repo)
-                .map_err(|e| e.to_string())
+    impl AsText for Result<(), Refusal> {
+        fn text(self) -> Result<(), String> {
+            self.map_err(|e| e.to_string())
         }
     }
 
@@ -279,25 +264,30 @@ mod tests {
         let alice = a.identify(Some("alice"), Some("mallory"), None);
         assert!(alice.authenticated);
         assert_eq!(
-            a.check_text(&alice, C, A, "release", Some("ns/app")),
+            a.check(&alice, C, A, "release", Some("ns/app")).text(),
             Ok(())
         );
         let e = a
-            .check_text(&alice, C, B, "beta", Some("ns/app"))
+            .check(&alice, C, B, "beta", Some("ns/app"))
+            .text()
             .unwrap_err();
         assert!(
             e.contains("alice is not authorised to sign with key beta"),
             "{e}"
         );
         let e = a
-            .check_text(&alice, C, A, "release", Some("other/app"))
+            .check(&alice, C, A, "release", Some("other/app"))
+            .text()
             .unwrap_err();
         assert!(e.contains("repository \"other/app\""), "{e}");
         let bob = a.identify(None, Some("bob"), None);
         assert!(!bob.authenticated);
-        assert_eq!(a.check_text(&bob, C, B, "beta", Some("any/thing")), Ok(()));
+        assert_eq!(
+            a.check(&bob, C, B, "beta", Some("any/thing")).text(),
+            Ok(())
+        );
         let nobody = a.identify(None, None, Some("owner"));
-        let e = a.check_text(&nobody, C, A, "release", None).unwrap_err();
+        let e = a.check(&nobody, C, A, "release", None).text().unwrap_err();
         assert!(e.contains("owner (unauthenticated)"), "{e}");
     }
 
@@ -312,14 +302,16 @@ mod tests {
         .unwrap();
         let who = strict.identify(None, Some("alice"), None);
         assert!(strict
-            .check_text(&who, C, A, "release", None)
+            .check(&who, C, A, "release", None)
+            .text()
             .unwrap_err()
             .contains("not authenticated"));
         let who = strict.identify(Some("alice"), None, None);
-        assert_eq!(strict.check_text(&who, C, A, "release", None), Ok(()));
+        assert_eq!(strict.check(&who, C, A, "release", None).text(), Ok(()));
         let all = Authorizer::allow_all();
         assert_eq!(
-            all.check_text(&all.identify(None, None, None), C, B, "beta", Some("x")),
+            all.check(&all.identify(None, None, None), C, B, "beta", Some("x"))
+                .text(),
             Ok(())
         );
     }
@@ -356,7 +348,7 @@ mod tests {
         for kind in types {
             let verified = kind.has_verified_repository();
             let check = |n: &str, fpr: &str, repo: Option<&str>| {
-                a.check_text(&who(n), kind, fpr, "release", repo)
+                a.check(&who(n), kind, fpr, "release", repo).text()
             };
             // Granted: in the prefix, and (for clearsign and blob) no repository at all — but only where the
             // type is listed; the default grant allows just container and batch.
@@ -393,7 +385,8 @@ mod tests {
             }
         }
         let e = a
-            .check_text(&who("dflt"), RequestType::ClearSign, A, "release", None)
+            .check(&who("dflt"), RequestType::ClearSign, A, "release", None)
+            .text()
             .unwrap_err();
         assert!(e.contains("must list the type"), "{e}");
     }

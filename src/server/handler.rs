@@ -21,7 +21,7 @@ use crate::cosign::ring::KeyRing as CosignKeys;
 use crate::metrics::Metrics;
 use crate::signing::{KeyRing, Signer};
 use crate::transport::{IncomingMessage, OutgoingMessage};
-use crate::wire::{self, Reply, Request, RequestType, Schema};
+use crate::wire::{self, Reply, Request, RequestType, Schema, ShapeError};
 use serde_json::{Map, Value};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
@@ -148,9 +148,9 @@ impl<S: Signer> Handler<S> {
         // An unknown type is checked as a container request; its properties then fail their schema.
         let kind = RequestType::from_properties(&msg.properties).unwrap_or(RequestType::Container);
         let doc = Value::Object(body);
-        // Typed only for the key label here; the gates below check the schema before anything relies on it.
-        let typed = Request::parse(kind, &doc).ok();
-        let key = self.signatory.key_label(typed.as_ref());
+        // Typed once: here for the key label, and by the gates only after the schemas passed.
+        let typed = Request::parse(kind, &doc);
+        let key = self.signatory.key_label(typed.as_ref().ok());
         let body = doc.as_object().unwrap_or(&EMPTY);
         let who = authorizer.identify(
             msg.user_id.as_deref(),
@@ -160,7 +160,7 @@ impl<S: Signer> Handler<S> {
         let request_id = text_of(body, "request_id").unwrap_or_default();
         let span = request_span(kind_label, request_id, &key, &who, &trace);
         let decision = self
-            .decide(msg, &doc, kind, &who, &trace, origin)
+            .decide(msg, &doc, typed, kind, &who, &trace, origin)
             .instrument(span.clone())
             .await;
         Handled {
@@ -171,10 +171,12 @@ impl<S: Signer> Handler<S> {
         }
     }
 
+    #[allow(clippy::too_many_arguments)]
     async fn decide(
         &self,
         msg: &IncomingMessage,
         doc: &Value,
+        typed: Result<Request, ShapeError>,
         kind: RequestType,
         who: &Identity,
         trace: &TraceContext,
@@ -209,7 +211,7 @@ impl<S: Signer> Handler<S> {
         let kept = self
             .recent
             .answer(request_id, fingerprint, || {
-                self.answer(msg, doc, kind, who, origin)
+                self.answer(msg, doc, typed, kind, who, origin)
             })
             .await;
         let answer = match kept {
@@ -251,12 +253,13 @@ impl<S: Signer> Handler<S> {
         &self,
         msg: &IncomingMessage,
         doc: &Value,
+        typed: Result<Request, ShapeError>,
         kind: RequestType,
         who: &Identity,
         origin: Origin,
     ) -> Result<Answer, Answer> {
         let body = doc.as_object().unwrap_or(&EMPTY);
-        let signed = match self.gates(msg, doc, kind, origin) {
+        let signed = match self.gates(msg, doc, typed, kind, origin) {
             Ok(request) => requests::sign(&self.signatory, &request, &msg.properties, who).await,
             Err(refusal) => Signed::refused(refusal),
         };
@@ -270,11 +273,13 @@ impl<S: Signer> Handler<S> {
     }
 
     /// The checks every request passes before its type sees it, in order: delivery count, size, properties
-    /// schema, body schema, deadlines. Returns the typed request.
+    /// schema, body schema, deadlines. Returns the typed request (`typed`, parsed before the schemas were checked
+    /// and relied on only after).
     fn gates(
         &self,
         msg: &IncomingMessage,
         doc: &Value,
+        typed: Result<Request, ShapeError>,
         kind: RequestType,
         origin: Origin,
     ) -> Result<Request, Refusal> {
@@ -293,7 +298,7 @@ impl<S: Signer> Handler<S> {
         }
         Schema::RequestProperties.validate(&Value::Object(msg.properties.clone()))?;
         Schema::for_request(kind).validate(doc)?;
-        let request = Request::parse(kind, doc)?;
+        let request = typed?;
         if live {
             self.check_deadline(msg, request.created())?;
         }

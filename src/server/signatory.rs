@@ -181,7 +181,7 @@ impl<S: Signer> Signatory<S> {
         self.metrics
             .signing_seconds
             .observe(started.elapsed().as_secs_f64());
-        Ok((signature, key.key.public_key().to_pem()))
+        Ok((signature, key.public_pem.clone()))
     }
 
     /// Marks the signer unusable and, unless a re-test is already running, re-tests every configured key in
