@@ -120,6 +120,7 @@ pub async fn run<S: Signer, C: Connect>(
         let lost = loop {
             let permit = tokio::select! {
                 _ = shutdown.cancelled() => break false,
+                _ = broken.cancelled() => break true,
                 p = limit.clone().acquire_owned() => p.expect("the semaphore is never closed"),
             };
             let delivery = tokio::select! {

@@ -80,11 +80,15 @@ impl Transport for Broker {
         }
     }
 
+    /// Closes the connection; one that does not close within the round-trip time is dropped as it is.
     async fn close(&self) {
-        match self {
-            Broker::Amqp1(b) => b.close().await,
-            Broker::Amqp091(b) => b.close().await,
-        }
+        let close = async {
+            match self {
+                Broker::Amqp1(b) => b.close().await,
+                Broker::Amqp091(b) => b.close().await,
+            }
+        };
+        let _ = tokio::time::timeout(self.round_trip_timeout(), close).await;
     }
 }
 

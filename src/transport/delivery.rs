@@ -8,6 +8,7 @@
 use super::{IncomingMessage, TransportError};
 use std::collections::HashMap;
 use std::future::Future;
+use std::time::Duration;
 use tokio::sync::{mpsc, oneshot};
 
 /// The final word on a delivery.
@@ -171,21 +172,33 @@ pub(crate) trait ConsumerLink: Send + 'static {
     fn close(self) -> impl Future<Output = ()> + Send;
 }
 
-/// Starts the task that drives `link` and returns its [`Subscription`].
-pub(crate) fn spawn_consumer<L: ConsumerLink>(link: L, address: &str) -> Subscription {
+/// Starts the task that drives `link` and returns its [`Subscription`]. Each broker round trip the task makes
+/// (a settlement, stopping the flow, closing) may take at most `round_trip`.
+pub(crate) fn spawn_consumer<L: ConsumerLink>(
+    link: L,
+    address: &str,
+    round_trip: Duration,
+) -> Subscription {
     let (out_tx, out_rx) = mpsc::unbounded_channel();
     let (ctl_tx, ctl_rx) = mpsc::channel(1);
-    tokio::spawn(drive(link, out_tx, ctl_rx, address.to_owned()));
+    tokio::spawn(drive(link, out_tx, ctl_rx, address.to_owned(), round_trip));
     Subscription::new(out_rx, ctl_tx, address.to_owned())
 }
 
 /// Owns one consumer link: forwards deliveries, applies settlements, stops the flow on pause, and closes the
 /// link once its subscription is gone and every delivery it handed out is settled or dropped.
+///
+/// A settlement the broker does not take within `round_trip` means the connection is dead even if the
+/// protocol library has not noticed (a library can queue a frame for an I/O task that already ended and never
+/// answer): the link ends there. Its subscription then yields `None`, every later settlement fails at once, and
+/// the broker redelivers whatever was unsettled. Without this, one lost acknowledgement would hold its request
+/// slot, and the consumer that waits for free slots, forever.
 async fn drive<L: ConsumerLink>(
     mut link: L,
     out: mpsc::UnboundedSender<Delivery>,
     mut control: mpsc::Receiver<Control>,
     address: String,
+    round_trip: Duration,
 ) {
     let (settle_tx, mut settle_rx) = mpsc::unbounded_channel::<SettleCommand>();
     let mut pending: HashMap<u64, L::Handle> = HashMap::new();
@@ -200,7 +213,19 @@ async fn drive<L: ConsumerLink>(
             biased;
             Some(cmd) = settle_rx.recv() => {
                 let result = match pending.remove(&cmd.token) {
-                    Some(handle) => link.settle(handle, &cmd.settlement).await,
+                    Some(handle) => {
+                        match tokio::time::timeout(round_trip, link.settle(handle, &cmd.settlement)).await {
+                            Ok(settled) => settled,
+                            Err(_) => {
+                                let reason = format!("the broker did not take a settlement within {round_trip:?}");
+                                tracing::warn!(%address, %reason, "consumer link ended");
+                                if let Some(done) = cmd.done {
+                                    let _ = done.send(Err(TransportError::Lost(reason)));
+                                }
+                                return;
+                            }
+                        }
+                    }
                     None => Err(TransportError::Lost("delivery already settled".into())),
                 };
                 if let Err(e) = &result {
@@ -212,7 +237,7 @@ async fn drive<L: ConsumerLink>(
             }
             ctl = control.recv(), if subscribed => {
                 if flowing {
-                    link.stop_flow().await;
+                    let _ = tokio::time::timeout(round_trip, link.stop_flow()).await;
                     flowing = false;
                 }
                 match ctl {
@@ -236,5 +261,5 @@ async fn drive<L: ConsumerLink>(
             },
         }
     }
-    link.close().await;
+    let _ = tokio::time::timeout(round_trip, link.close()).await;
 }

@@ -37,7 +37,12 @@ struct State {
     generation: u64,
     /// Addresses whose publishes are refused as unroutable.
     unroutable: Vec<String>,
+    /// Generations cut "silently": a settlement on them never answers.
+    silent: Vec<u64>,
 }
+
+/// How long the consumer driver waits for a settlement here (nothing here takes long, unless a cut was silent).
+const ROUND_TRIP: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// The broker: shared by every connection a test opens.
 #[derive(Clone, Default)]
@@ -86,6 +91,19 @@ impl MemoryBroker {
     pub fn cut_connections(&self) {
         self.lock().generation += 1;
         self.arrived.notify_waiters();
+    }
+
+    /// Cuts every open connection as a protocol library sometimes sees a dead one: as [`cut_connections`],
+    /// except that its subscriptions neither deliver nor end and its settlements never answer (as lapin was
+    /// seen to do after its I/O task died); what it held goes back to its queue when it is dropped.
+    ///
+    /// [`cut_connections`]: Self::cut_connections
+    pub fn cut_connections_silently(&self) {
+        let mut s = self.lock();
+        let cut = s.generation;
+        s.silent.push(cut);
+        drop(s);
+        self.cut_connections();
     }
 
     /// A connector opening connections to this broker.
@@ -188,7 +206,7 @@ impl Transport for MemoryConnection {
             unsettled: Arc::new(Mutex::new(Vec::new())),
             flowing: true,
         };
-        Ok(spawn_consumer(link, address))
+        Ok(spawn_consumer(link, address, ROUND_TRIP))
     }
 
     async fn declare(&self, _topology: &Topology) -> Result<(), TransportError> {
@@ -226,29 +244,39 @@ impl ConsumerLink for MemoryLink {
     async fn recv(&mut self) -> LinkEvent<u64> {
         loop {
             let arrived = self.broker.arrived.notified();
-            {
+            // Some(silently) when this link's connection was cut.
+            let cut = {
                 let mut s = self.broker.lock();
                 if s.generation != self.generation {
-                    drop(s);
-                    self.give_back_unsettled();
-                    return LinkEvent::Ended("connection cut".into());
-                }
-                let room = self.unsettled.lock().map_or(0, |u| u.len()) < self.prefetch;
-                if self.flowing && room {
-                    if let Some(m) = s
-                        .queues
-                        .get_mut(&self.address)
-                        .and_then(VecDeque::pop_front)
-                    {
+                    Some(s.silent.contains(&self.generation))
+                } else {
+                    let room = self.unsettled.lock().map_or(0, |u| u.len()) < self.prefetch;
+                    let next = if self.flowing && room {
+                        s.queues
+                            .get_mut(&self.address)
+                            .and_then(VecDeque::pop_front)
+                    } else {
+                        None
+                    };
+                    if let Some(m) = next {
                         let id = NEXT_ID.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                         if let Ok(mut u) = self.unsettled.lock() {
                             u.push((id, m.clone()));
                         }
                         return LinkEvent::Message(m, id);
                     }
+                    None
                 }
+            };
+            match cut {
+                // The library has not noticed: nothing more comes, and nothing says why.
+                Some(true) => return std::future::pending().await,
+                Some(false) => {
+                    self.give_back_unsettled();
+                    return LinkEvent::Ended("connection cut".into());
+                }
+                None => arrived.await,
             }
-            arrived.await;
         }
     }
 
@@ -261,8 +289,15 @@ impl ConsumerLink for MemoryLink {
         let Some(message) = taken else {
             return Err(TransportError::Lost("delivery no longer held".into()));
         };
-        if self.broker.lock().generation != self.generation {
+        let (now, silent) = {
+            let s = self.broker.lock();
+            (s.generation, s.silent.contains(&self.generation))
+        };
+        if now != self.generation {
             self.broker.requeue(&self.address, message);
+            if silent {
+                std::future::pending::<()>().await;
+            }
             return Err(TransportError::Lost("connection cut".into()));
         }
         let address = self.address.clone();
@@ -289,6 +324,13 @@ impl ConsumerLink for MemoryLink {
     }
 
     async fn close(self) {
+        self.give_back_unsettled();
+    }
+}
+
+impl Drop for MemoryLink {
+    fn drop(&mut self) {
+        // A link dropped without closing (its connection died): the broker redelivers what it held.
         self.give_back_unsettled();
     }
 }

@@ -17,11 +17,12 @@ use lapin::options::{
 use lapin::types::FieldTable;
 use lapin::{Channel, Connection};
 
-/// Starts consuming from `address` on a new channel of `connection`.
+/// Starts consuming from `address` on a new channel of `connection`; a settlement may take `round_trip`.
 pub(super) async fn subscribe(
     connection: &Connection,
     address: &str,
     prefetch: u32,
+    round_trip: std::time::Duration,
 ) -> Result<Subscription, TransportError> {
     let attach = |e: lapin::Error| TransportError::Attach {
         address: address.to_owned(),
@@ -81,6 +82,7 @@ pub(super) async fn subscribe(
             tag,
         },
         address,
+        round_trip,
     ))
 }
 

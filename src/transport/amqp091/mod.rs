@@ -98,7 +98,7 @@ impl Transport for Amqp091 {
         address: &str,
         prefetch: u32,
     ) -> Result<Subscription, TransportError> {
-        consumer::subscribe(&self.connection, address, prefetch).await
+        consumer::subscribe(&self.connection, address, prefetch, self.publish_timeout).await
     }
 
     async fn close(&self) {

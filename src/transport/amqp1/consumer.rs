@@ -48,7 +48,11 @@ impl Engine {
             links.receiver_sessions.push(session);
             receiver
         };
-        Ok(spawn_consumer(ReceiverLink { receiver }, address))
+        Ok(spawn_consumer(
+            ReceiverLink { receiver },
+            address,
+            self.publish_timeout,
+        ))
     }
 }
 

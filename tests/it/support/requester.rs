@@ -296,7 +296,12 @@ pub fn assert_each_answered_once(
 ) {
     use std::sync::atomic::Ordering;
     let n = requests.len();
-    assert_eq!(ex.error, None, "{}", context());
+    assert!(
+        ex.error.is_none(),
+        "the run failed: {:?}\n{}",
+        ex.error,
+        context()
+    );
     assert_eq!(ex.replies.len(), n, "one reply per request\n{}", context());
     assert_eq!(
         progress.replied.load(Ordering::SeqCst),

@@ -181,6 +181,23 @@ impl Server {
     pub fn logs(&self) -> String {
         self.log.lock().unwrap().join("\n")
     }
+
+    /// The log for a failure message of a long run: without the line per reply, and only its last 80 lines
+    /// (what went wrong is usually near the end, and a CI excerpt keeps the head and tail of the output).
+    pub fn log_digest(&self) -> String {
+        let log = self.log.lock().unwrap();
+        let kept: Vec<&String> = log
+            .iter()
+            .filter(|l| !l.contains(r#""message":"replied""#))
+            .collect();
+        let skipped = kept.len().saturating_sub(80);
+        let tail: Vec<&str> = kept[skipped..].iter().map(|l| l.as_str()).collect();
+        format!(
+            "server log ({} lines; replies and {skipped} earlier lines left out):\n{}",
+            log.len(),
+            tail.join("\n")
+        )
+    }
 }
 
 impl Drop for Server {
