@@ -21,8 +21,10 @@ pub struct Metrics {
     pub requests_received: IntCounterVec,
     /// `signbus_requests_total{type,key,outcome}`: deliveries settled (or released), by outcome class.
     pub requests: IntCounterVec,
-    /// `signbus_signing_seconds`: time spent in the signer per signature.
+    /// `signbus_signing_seconds`: time a signing thread (or, for cosign, the handler) spent on one signature.
     pub signing_seconds: Histogram,
+    /// `signbus_signing_queue_seconds`: time a signature waited for a signing thread.
+    pub signing_queue_seconds: Histogram,
     /// `signbus_request_seconds`: receipt to settlement.
     pub request_seconds: Histogram,
     /// `signbus_in_flight`: deliveries being processed.
@@ -88,7 +90,11 @@ impl Metrics {
         );
         let signing_seconds = histogram(
             "signbus_signing_seconds",
-            "Time spent in the signer for one signature.",
+            "Time spent making one signature (not counting the wait for a signing thread).",
+        );
+        let signing_queue_seconds = histogram(
+            "signbus_signing_queue_seconds",
+            "Time one signature waited for a signing thread.",
         );
         let request_seconds = histogram(
             "signbus_request_seconds",
@@ -145,6 +151,7 @@ impl Metrics {
             requests_received,
             requests,
             signing_seconds,
+            signing_queue_seconds,
             request_seconds,
             in_flight,
             signer_workers,
@@ -212,6 +219,7 @@ mod tests {
             "signbus_requests_received_total{type=\"container_signature\"} 1",
             "signbus_requests_total{key=\"rsa\",outcome=\"signed\",type=\"container_signature\"} 1",
             "signbus_signing_seconds_count 0",
+            "signbus_signing_queue_seconds_count 0",
             "signbus_request_seconds_count 0",
             "signbus_in_flight 0",
             "signbus_signer_workers 4",

@@ -72,7 +72,7 @@ pub async fn run(a: ServeArgs) -> Result<i32> {
     let signing = cfg.signing.clone();
     let workers = cfg.workers();
     let credentials = credentials_dir();
-    let pool = tokio::task::spawn_blocking(move || -> Result<SigningPool> {
+    let mut pool = tokio::task::spawn_blocking(move || -> Result<SigningPool> {
         let (configs, credentials) = (&signing.keys, credentials.as_deref());
         match signing.backend {
             BackendKind::Gpgme => {
@@ -104,8 +104,12 @@ pub async fn run(a: ServeArgs) -> Result<i32> {
     };
     tracing::info!(backend, workers = pool.size(), "signing pool started");
     let keys = pool.keys().clone();
-    let pool = Arc::new(pool);
     let metrics = Arc::new(Metrics::new());
+    pool.observe(signbus::signing::workers::Timings {
+        queue_wait: metrics.signing_queue_seconds.clone(),
+        signing: metrics.signing_seconds.clone(),
+    });
+    let pool = Arc::new(pool);
     let health = Arc::new(Health::new());
     let weak = Arc::downgrade(&pool);
     metrics.set_signer_sampler(Box::new(move || {

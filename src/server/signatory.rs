@@ -136,11 +136,8 @@ impl<S: Signer> Signatory<S> {
             } else {
                 data.clone()
             };
-            let started = Instant::now();
+            // The signer observes its own queue wait and signing time (`signbus_signing_*`).
             let signed = self.signer.sign(&key.fingerprint, job.mode, input).await;
-            self.metrics
-                .signing_seconds
-                .observe(started.elapsed().as_secs_f64());
             match signed {
                 Ok(sig) => return Ok(STANDARD.encode(sig)),
                 Err(e) if !last && e.is_retryable() => {

@@ -57,6 +57,11 @@ impl SigningPool {
     pub fn shutdown(self) {
         self.workers.shutdown();
     }
+
+    /// Observes each signature's wait for a thread and its signing time into `timings` from now on.
+    pub fn observe(&mut self, timings: workers::Timings) {
+        self.workers.observe(timings);
+    }
 }
 
 impl Signer for SigningPool {

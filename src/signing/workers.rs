@@ -10,11 +10,15 @@
 //! per-thread state that is not `Send`, as gpgme contexts are) and reports whether it could; the pool is returned
 //! only when every thread is ready, so a pool that starts can sign. Signing is CPU-bound: threads beyond the
 //! core count add nothing.
+//!
+//! Each job reports how long it waited for a thread apart from how long it took to sign ([`Timings`]), so a
+//! queue that grows is seen as such and not as a slow signer.
 
 use super::{SignError, SignMode};
 use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{mpsc, Arc, Condvar, Mutex};
+use std::time::{Duration, Instant};
 use tokio::sync::oneshot;
 
 /// What a worker thread runs for every job: sign `data` with the key `fingerprint` in `mode`.
@@ -24,7 +28,24 @@ struct Job {
     fingerprint: String,
     mode: SignMode,
     data: Vec<u8>,
-    reply: oneshot::Sender<Result<Vec<u8>, SignError>>,
+    queued: Instant,
+    reply: oneshot::Sender<Done>,
+}
+
+/// A job's result, with how long it waited for a thread and how long the signature took.
+struct Done {
+    result: Result<Vec<u8>, SignError>,
+    waited: Duration,
+    signing: Duration,
+}
+
+/// Histograms the pool observes for every job: seconds waited for a signing thread, seconds spent signing.
+#[derive(Clone)]
+pub struct Timings {
+    /// Time from queueing a job to a thread taking it.
+    pub queue_wait: prometheus::Histogram,
+    /// Time a thread spent signing it.
+    pub signing: prometheus::Histogram,
 }
 
 /// Who queued a job: the tokio task it was queued from (`None`: outside any task).
@@ -95,6 +116,7 @@ pub struct Workers {
     queue: Arc<Queue>,
     threads: Vec<std::thread::JoinHandle<()>>,
     busy: Arc<AtomicUsize>,
+    timings: Option<Timings>,
 }
 
 impl Workers {
@@ -134,7 +156,13 @@ impl Workers {
             queue,
             threads,
             busy,
+            timings: None,
         })
+    }
+
+    /// Observes every job's queue wait and signing time into `timings` from now on.
+    pub fn observe(&mut self, timings: Timings) {
+        self.timings = Some(timings);
     }
 
     /// Number of threads.
@@ -159,10 +187,16 @@ impl Workers {
             fingerprint: fingerprint.to_owned(),
             mode,
             data,
+            queued: Instant::now(),
             reply,
         };
         self.queue.push(tokio::task::try_id(), job)?;
-        wait.await.unwrap_or(Err(SignError::Closed))
+        let done = wait.await.map_err(|_| SignError::Closed)?;
+        if let Some(t) = &self.timings {
+            t.queue_wait.observe(done.waited.as_secs_f64());
+            t.signing.observe(done.signing.as_secs_f64());
+        }
+        done.result
     }
 
     /// Stops taking jobs and waits for the threads to finish the ones they have.
@@ -188,16 +222,20 @@ fn serve(mut sign: SignFn, queue: &Queue, busy: &AtomicUsize) {
     // Until the pool shuts down and the queue is drained.
     while let Some(job) = queue.pop() {
         busy.fetch_add(1, Ordering::Relaxed);
+        let started = Instant::now();
         let result = sign(&job.fingerprint, job.mode, &job.data);
         busy.fetch_sub(1, Ordering::Relaxed);
-        let _ = job.reply.send(result);
+        let _ = job.reply.send(Done {
+            result,
+            waited: started.duration_since(job.queued),
+            signing: started.elapsed(),
+        });
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::time::Duration;
 
     /// One thread that "signs" by noting the fingerprint after `delay`.
     fn noting_pool(delay: Duration) -> (Arc<Workers>, Arc<Mutex<Vec<String>>>) {
@@ -236,6 +274,36 @@ mod tests {
         let at = log.iter().position(|f| f == "single").unwrap();
         assert!(at <= 8, "the single job came {at}th of {}", log.len());
         assert_eq!(log.len(), 51);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn the_wait_for_a_thread_is_observed_apart_from_the_signing() {
+        let (pool, _) = noting_pool(Duration::from_millis(40));
+        let mut pool = Arc::try_unwrap(pool).ok().expect("one owner");
+        let histogram = |name: &str| {
+            prometheus::Histogram::with_opts(prometheus::HistogramOpts::new(name, "test")).unwrap()
+        };
+        let timings = Timings {
+            queue_wait: histogram("wait"),
+            signing: histogram("signing"),
+        };
+        pool.observe(timings.clone());
+        // Two jobs at once on one thread: the second waits for the first.
+        let (a, b) = tokio::join!(
+            pool.sign("a", SignMode::Normal, vec![]),
+            pool.sign("b", SignMode::Normal, vec![])
+        );
+        assert!(a.is_ok() && b.is_ok());
+        assert_eq!(timings.signing.get_sample_count(), 2);
+        assert_eq!(timings.queue_wait.get_sample_count(), 2);
+        let signing = timings.signing.get_sample_sum();
+        let waited = timings.queue_wait.get_sample_sum();
+        assert!(signing >= 0.08, "two 40 ms signatures took {signing} s");
+        assert!(
+            (0.035..signing).contains(&waited),
+            "one job waited for the other: {waited} s in all"
+        );
+        pool.shutdown();
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

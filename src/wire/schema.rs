@@ -123,7 +123,7 @@ impl Schema {
             .validator()
             .iter_errors(doc)
             .map(|e| {
-                let at = e.instance_path.to_string();
+                let at = e.instance_path().to_string();
                 format!("{}: {}", if at.is_empty() { "/" } else { &at }, e)
             })
             .collect();
