@@ -395,13 +395,18 @@ mod tests {
 
     /// A handler whose `server:` section also has `extra` (YAML flow members, each followed by `, `).
     fn handler_with(failures: usize, extra: &str) -> (Handler<FakeSigner>, Arc<Health>) {
+        handler_signing_with(FakeSigner::failing_first(failures), extra)
+    }
+
+    /// [`handler_with`], signing with `signer`.
+    fn handler_signing_with(signer: FakeSigner, extra: &str) -> (Handler<FakeSigner>, Arc<Health>) {
         let keys = KeyRing::new(vec![ResolvedKey {
             fingerprint: FPR.into(),
             name: Some("k".into()),
             aliases: vec![],
         }])
         .unwrap();
-        let signer = Arc::new(FakeSigner::failing_first(failures));
+        let signer = Arc::new(signer);
         let health = Arc::new(Health::new());
         health.set_consuming(true);
         let cfg = ServerConfig::from_yaml(&format!(
@@ -564,23 +569,55 @@ mod tests {
         assert_eq!(o, Outcome::Signed);
     }
 
+    /// A batch request `id` of `claims`.
+    fn batch(claims: Vec<Value>, id: &str) -> IncomingMessage {
+        let body = json!({"claims": claims, "request_id": id, "requested_by": "me",
+            "created": crate::requester::isodate_now()});
+        IncomingMessage {
+            body: body.to_string().into_bytes(),
+            properties: props("batch"),
+            ..Default::default()
+        }
+    }
+
     #[tokio::test]
     async fn a_batch_with_too_many_claims_is_refused_by_its_schema() {
         let (h, _) = handler_with(0, "max_message_bytes: 16777216, ");
         let claim = json!({"claim_file": "e30=", "sig_keynames": [""], "sig_key_ids": ["89ABCDEF01234567"],
             "manifest_digest": format!("sha256:{}", "a".repeat(64)), "repo": "ns/r"});
-        let body = json!({"claims": vec![claim; 10_001], "request_id": "b", "requested_by": "me",
-            "created": crate::requester::isodate_now()});
-        let m = IncomingMessage {
-            body: body.to_string().into_bytes(),
-            properties: props("batch"),
-            ..Default::default()
-        };
+        let m = batch(vec![claim; 10_001], "b");
         let (o, msg) = reply_of(h.handle(&m, Origin::Broker).await);
         assert_eq!(o, Outcome::Schema);
         let e = msg["errors"][0].as_str().unwrap();
         assert!(e.contains("/claims") && e.contains("10000"), "{e}");
         assert_eq!(h.signatory.signer().calls(), 0);
+    }
+
+    #[tokio::test]
+    async fn a_large_batch_keeps_a_bounded_number_of_signatures_waiting() {
+        let signer = FakeSigner::new().with_delay(Duration::from_millis(1));
+        use base64::{engine::general_purpose::STANDARD, Engine};
+        let (h, _) = handler_signing_with(signer, "max_message_bytes: 16777216, ");
+        let reference =
+            crate::reference::Reference::parse_normalized("registry.example/ns/r:1").unwrap();
+        let claims: Vec<Value> = (0..300)
+            .map(|i| {
+                let digest = format!("sha256:{i:064x}");
+                let claim = crate::claim::Claim::new(&reference, &digest, None).unwrap();
+                json!({"claim_file": STANDARD.encode(claim.to_json()), "sig_keynames": [""],
+                    "sig_key_ids": ["89ABCDEF01234567"], "manifest_digest": digest, "repo": "ns/r"})
+            })
+            .collect();
+        let (o, msg) = reply_of(h.handle(&batch(claims, "big"), Origin::Broker).await);
+        assert_eq!(o, Outcome::Signed, "{msg}");
+        assert_eq!(msg["signatures"].as_array().unwrap().len(), 300);
+        let signer = h.signatory.signer();
+        assert_eq!(signer.calls(), 300);
+        let most = signer.most_at_once();
+        assert!(
+            (2..=crate::server::requests::BATCH_IN_FLIGHT).contains(&most),
+            "{most} signatures of one batch at once"
+        );
     }
 
     fn props(mtype: &str) -> Map<String, Value> {

@@ -13,6 +13,8 @@ pub struct FakeSigner {
     failures: usize,
     delay: Duration,
     calls: AtomicUsize,
+    signing: AtomicUsize,
+    most_at_once: AtomicUsize,
 }
 
 impl FakeSigner {
@@ -39,14 +41,22 @@ impl FakeSigner {
     pub fn calls(&self) -> usize {
         self.calls.load(Ordering::SeqCst)
     }
+
+    /// The most signatures that were being made at the same time.
+    pub fn most_at_once(&self) -> usize {
+        self.most_at_once.load(Ordering::SeqCst)
+    }
 }
 
 impl Signer for FakeSigner {
     async fn sign(&self, fpr: &str, _: SignMode, data: Vec<u8>) -> Result<Vec<u8>, SignError> {
         let call = self.calls.fetch_add(1, Ordering::SeqCst);
+        let now = self.signing.fetch_add(1, Ordering::SeqCst) + 1;
+        self.most_at_once.fetch_max(now, Ordering::SeqCst);
         if !self.delay.is_zero() {
             tokio::time::sleep(self.delay).await;
         }
+        self.signing.fetch_sub(1, Ordering::SeqCst);
         if call < self.failures {
             return Err(SignError::Gpg {
                 fingerprint: fpr.into(),

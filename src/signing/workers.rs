@@ -300,7 +300,7 @@ mod tests {
         let waited = timings.queue_wait.get_sample_sum();
         assert!(signing >= 0.08, "two 40 ms signatures took {signing} s");
         assert!(
-            (0.035..signing).contains(&waited),
+            waited >= 0.035,
             "one job waited for the other: {waited} s in all"
         );
         pool.shutdown();

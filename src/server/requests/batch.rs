@@ -1,6 +1,6 @@
 //! `batch`: many claims, each signed with each of its keys. Every claim × key is checked and signed on its own,
-//! concurrently; the reply lists one result per pair in request order, and `signed_claim` joins them only when
-//! all were signed.
+//! at most [`IN_FLIGHT`] at a time; the reply lists one result per pair in request order, and `signed_claim`
+//! joins them only when all were signed.
 
 use super::{checked_claim, Refusal, Signed};
 use crate::server::authorize::Identity;
@@ -9,6 +9,12 @@ use crate::server::signatory::{SignJob, Signatory};
 use crate::signing::{SignMode, Signer};
 use crate::wire::{BatchRequest, RequestType};
 use serde_json::{json, Map, Value};
+
+/// How many of a batch's signatures may wait in the signer's queue at once. Enough to keep every signing thread
+/// busy; small enough that a 10 000-claim batch does not queue 10 000 jobs (and their claims) at once. With
+/// `server.max_in_flight` requests this bounds the signer's queue to `max_in_flight × IN_FLIGHT` jobs, and the
+/// queue's round robin between requests keeps single requests flowing beside a batch.
+pub(crate) const IN_FLIGHT: usize = 64;
 
 /// Signs every claim × key of `r` for `who`.
 pub(super) async fn sign<S: Signer>(
@@ -59,7 +65,13 @@ pub(super) async fn sign<S: Signer>(
             });
         }
     }
-    let results = futures_util::future::join_all(jobs).await;
+    let results: Vec<_> = {
+        use futures_util::StreamExt;
+        futures_util::stream::iter(jobs)
+            .buffered(IN_FLIGHT)
+            .collect()
+            .await
+    };
     let outcome = results
         .iter()
         .map(|(_, _, o)| *o)

@@ -12,6 +12,9 @@ mod cosign;
 #[cfg(test)]
 mod cosign_tests;
 
+#[cfg(test)]
+pub(crate) use batch::IN_FLIGHT as BATCH_IN_FLIGHT;
+
 use super::authorize::Identity;
 use super::outcome::Outcome;
 use super::refusal::Refusal;
