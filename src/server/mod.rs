@@ -304,7 +304,13 @@ async fn process<S: Signer, T: Transport>(
                     Err(e) => {
                         tracing::warn!(error = %e, "reply not confirmed; releasing the request for redelivery");
                         if matches!(e, TransportError::Lost(_)) {
+                            // The connection is gone: the broker redelivers whatever it had not settled, and
+                            // a release sent on it may never be answered. Drop the delivery (a release nobody
+                            // waits for) so this request's slot is free for the next connection now.
                             broken.cancel();
+                            drop(delivery);
+                            tally.finish(RELEASED);
+                            return;
                         }
                         (Settlement::Release, RELEASED, None)
                     }
