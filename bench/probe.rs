@@ -14,7 +14,8 @@ use signbus::signing::{
     gpgme_pool, in_process, KeyConfig, Passphrases, SignMode, Signer, SigningPool,
 };
 use signbus::transport::{
-    BrokerConfig, Connect, Connector, OutgoingMessage, Protocol, Settlement, Transport,
+    Broker, BrokerConfig, Connect, Connector, OutgoingMessage, Protocol, Settlement, Subscription,
+    Transport,
 };
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -108,6 +109,24 @@ fn connector(url: &str, protocol: &str, name: &str) -> Connector {
     }
 }
 
+/// Publishes `msg` on `conn`, then takes the next delivery of `sub` (within `wait`), accepts it and returns its
+/// body.
+async fn publish_and_take(
+    conn: &Broker,
+    sub: &mut Subscription,
+    msg: OutgoingMessage,
+    wait: Duration,
+) -> Vec<u8> {
+    conn.publish(msg).await.unwrap();
+    let d = tokio::time::timeout(wait, sub.next())
+        .await
+        .expect("a delivery in time")
+        .expect("subscription open");
+    let body = d.message().body.clone();
+    d.settle(Settlement::Accept).await.unwrap();
+    body
+}
+
 async fn rtt(args: &[String]) -> serde_json::Value {
     let n: usize = arg(args, 2, "n").parse().unwrap();
     let tag = uuid::Uuid::new_v4().simple().to_string();
@@ -129,12 +148,7 @@ async fn rtt(args: &[String]) -> serde_json::Value {
             body: format!("{{\"i\":{i}}}"),
             ..Default::default()
         };
-        conn.publish(msg).await.unwrap();
-        let d = tokio::time::timeout(Duration::from_secs(10), sub.next())
-            .await
-            .expect("the message comes back")
-            .expect("subscription open");
-        d.settle(Settlement::Accept).await.unwrap();
+        publish_and_take(&conn, &mut sub, msg, Duration::from_secs(10)).await;
         if i >= 10 {
             ms.push(t.elapsed().as_secs_f64() * 1e3); // the first 10 warm up
         }
@@ -176,13 +190,8 @@ async fn latency(args: &[String]) -> serde_json::Value {
             properties: r.properties.clone(),
             ..Default::default()
         };
-        conn.publish(msg).await.unwrap();
-        let d = tokio::time::timeout(Duration::from_secs(60), replies.next())
-            .await
-            .expect("a reply within 60 s")
-            .expect("subscription open");
-        let v: serde_json::Value = serde_json::from_slice(&d.message().body).unwrap();
-        d.settle(Settlement::Accept).await.unwrap();
+        let body = publish_and_take(&conn, &mut replies, msg, Duration::from_secs(60)).await;
+        let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
         ms.push(t.elapsed().as_secs_f64() * 1e3);
         if v["msg"]["errors"] != serde_json::json!([]) {
             failed += 1;

@@ -55,7 +55,7 @@ new_queue() { # prints a fresh request queue's name
     echo "$q"
 }
 
-server_yaml() { # $1 backend, $2 protocol, $3 queue, $4 max_in_flight, $5 file
+server_yaml() { # $1 backend, $2 protocol, $3 queue, $4 max_in_flight, $5 file, $6 extra server: lines
     local proto_line=""
     [ "$2" = amqp091 ] && proto_line="  protocol: amqp091"
     cat >"$5" <<EOF
@@ -68,6 +68,7 @@ server:
   reply_to: "/exchanges/amq.topic/signbus.reply.{creator}.{task_id}"
   max_in_flight: $4
   max_message_bytes: 16777216
+${6:-}
 metrics:
   listen: null
 signing:
@@ -79,9 +80,9 @@ signing:
 EOF
 }
 
-start_server() { # $1 backend, $2 protocol, $3 queue, $4 max_in_flight
+start_server() { # $1 backend, $2 protocol, $3 queue, $4 max_in_flight, $5 extra server: lines
     local cfg=$WORK/server-$1-$2.yaml log=$WORK/server-$1-$2.log
-    server_yaml "$1" "$2" "$3" "$4" "$cfg"
+    server_yaml "$1" "$2" "$3" "$4" "$cfg" "${5:-}"
     "$BIN" serve --config "$cfg" --log-format json 2>"$log" &
     SERVER_PID=$!
     local i
@@ -237,7 +238,20 @@ put "fairness.gpgme.beside_batch" "$("$PROBE" latency "$SIGNBUS_AMQP_URL" amqp1 
 wait "$batch_pid" || log "the fairness batch exited non-zero"
 stop_server
 
-log "6. memory: server RSS with $INFLIGHT requests in flight, and through a $SOAK-request soak"
+# Sends $SOAK requests in runs of 2000 to the running server, sampling its RSS after each; puts the figures under $1.
+soak() {
+    local samples=() start_kib t0 done_n
+    start_kib=$(rss_kib "$SERVER_PID")
+    t0=$(date +%s.%N)
+    for ((done_n = 0; done_n < SOAK; done_n += 2000)); do
+        signbus_sign "$WORK/client.yaml" 2000 "soak$done_n$RANDOM" >/dev/null 2>&1 || log "soak run at $done_n failed"
+        samples+=("$(rss_kib "$SERVER_PID")")
+    done
+    put "$1" "$(python3 -c "import json,sys; s=[int(x) for x in sys.argv[3:]]; print(json.dumps({'requests': int(sys.argv[1]), 'seconds': round(float(sys.argv[2]),1), 'start_mib': round($start_kib/1024,1), 'peak_mib': round(max(s)/1024,1), 'end_mib': round(s[-1]/1024,1), 'after_10k_mib': round(s[min(4, len(s)-1)]/1024,1), 'samples_mib': [round(x/1024,1) for x in s]}))" \
+        "$SOAK" "$(awk -v a="$t0" -v b="$(date +%s.%N)" 'BEGIN{print b-a}')" "${samples[@]}")"
+}
+
+log "6. memory: server RSS with $INFLIGHT requests in flight, and through a $SOAK-request soak (with and without the reply cache)"
 for backend in gpgme in-process; do
     if [ "$backend" = in-process ] && [ -z "$KEYFILE" ]; then na "memory.inflight.$backend" "no secret key file"; continue; fi
     q=$(new_queue)
@@ -249,15 +263,14 @@ for backend in gpgme in-process; do
     signbus_sign "$WORK/client.yaml" "$INFLIGHT" "mem$RANDOM" >/dev/null 2>&1
     put "memory.inflight.$backend" "$(python3 -c "import json; print(json.dumps({'start_mib': round($start_kib/1024,1), 'after_first_mib': round($first_kib/1024,1), 'peak_mib': round($(hwm_kib "$SERVER_PID")/1024,1), 'end_mib': round($(rss_kib "$SERVER_PID")/1024,1)}))")"
     if [ "$backend" = in-process ]; then
-        samples=()
-        start_kib=$(rss_kib "$SERVER_PID")
-        soak_t0=$(date +%s.%N)
-        for ((done_n = 0; done_n < SOAK; done_n += 2000)); do
-            signbus_sign "$WORK/client.yaml" 2000 "soak$done_n" >/dev/null 2>&1 || log "soak run at $done_n failed"
-            samples+=("$(rss_kib "$SERVER_PID")")
-        done
-        put "memory.soak.in-process" "$(python3 -c "import json,sys; s=[int(x) for x in sys.argv[3:]]; print(json.dumps({'requests': int(sys.argv[1]), 'seconds': round(float(sys.argv[2]),1), 'start_mib': round($start_kib/1024,1), 'peak_mib': round(max(s)/1024,1), 'end_mib': round(s[-1]/1024,1), 'after_10k_mib': round(s[min(4, len(s)-1)]/1024,1), 'samples_mib': [round(x/1024,1) for x in s]}))" \
-            "$SOAK" "$(awk -v a="$soak_t0" -v b="$(date +%s.%N)" 'BEGIN{print b-a}')" "${samples[@]}")"
+        soak memory.soak.in-process
+        # The same soak on a server without the reply cache: what grows besides the cache's bounded fill.
+        stop_server
+        q=$(new_queue)
+        start_server in-process amqp1 "$q" "$INFLIGHT" "  reply_cache: {capacity: 0}"
+        client_yaml "$SIGNBUS_CLIENT_CONFIG" "$q" "$WORK/client.yaml"
+        signbus_sign "$WORK/client.yaml" "$INFLIGHT" "warm$RANDOM" >/dev/null 2>&1
+        soak memory.soak.in-process.no-cache
     fi
     stop_server
 done

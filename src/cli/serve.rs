@@ -8,7 +8,9 @@ use signbus::config::ServerConfig;
 use signbus::metrics::Metrics;
 use signbus::server::handler::{Decision, Handler, Origin};
 use signbus::server::{self, endpoints, health::Health};
-use signbus::signing::{gpgme_pool, in_process, load_passphrases, BackendKind, SigningPool};
+use signbus::signing::{
+    gpgme_pool, in_process, load_passphrases, BackendKind, KeyRing, SigningPool,
+};
 use signbus::transport;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -73,22 +75,24 @@ pub async fn run(a: ServeArgs) -> Result<i32> {
     let workers = cfg.workers();
     let credentials = credentials_dir();
     let mut pool = tokio::task::spawn_blocking(move || -> Result<SigningPool> {
-        let (configs, credentials) = (&signing.keys, credentials.as_deref());
+        let configs = &signing.keys;
+        let passphrases = |keys: &KeyRing| {
+            load_passphrases(configs, keys, credentials.as_deref())
+                .context("reading key passphrases")
+        };
         match signing.backend {
             BackendKind::Gpgme => {
                 let home = signing.gnupg_home.clone();
                 let keys = gpgme_pool::resolve_keys(home.as_deref(), configs)
                     .context("resolving signing keys")?;
-                let passphrases = load_passphrases(configs, &keys, credentials)
-                    .context("reading key passphrases")?;
+                let passphrases = passphrases(&keys)?;
                 SigningPool::gpgme(home, keys, passphrases, workers)
                     .context("starting the signing pool")
             }
             BackendKind::InProcess => {
                 let (keys, secrets) =
                     in_process::resolve_keys(configs).context("reading signing keys")?;
-                let passphrases = load_passphrases(configs, &keys, credentials)
-                    .context("reading key passphrases")?;
+                let passphrases = passphrases(&keys)?;
                 SigningPool::in_process(keys, secrets, passphrases, workers)
                     .context("starting the in-process signer")
             }
@@ -98,10 +102,7 @@ pub async fn run(a: ServeArgs) -> Result<i32> {
     for k in pool.keys().keys() {
         tracing::info!(fingerprint = %k.fingerprint, name = ?k.name, aliases = ?k.aliases, "signing key ready");
     }
-    let backend = match cfg.signing.backend {
-        BackendKind::Gpgme => "gpgme",
-        BackendKind::InProcess => "in-process",
-    };
+    let backend = cfg.signing.backend.as_str();
     tracing::info!(backend, workers = pool.size(), "signing pool started");
     let keys = pool.keys().clone();
     let metrics = Arc::new(Metrics::new());

@@ -30,6 +30,16 @@ pub enum BackendKind {
     InProcess,
 }
 
+impl BackendKind {
+    /// The name `signing.backend` uses.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            BackendKind::Gpgme => "gpgme",
+            BackendKind::InProcess => "in-process",
+        }
+    }
+}
+
 /// A running signer, whichever backend built it ([`SigningPool::gpgme`], [`SigningPool::in_process`]): the keys
 /// it holds and the threads that sign with them.
 pub struct SigningPool {

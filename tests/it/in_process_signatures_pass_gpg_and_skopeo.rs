@@ -31,18 +31,12 @@ fn start(configs: &[KeyConfig]) -> Result<SigningPool, String> {
 /// Runs gpg with the home that holds the public half of `fpr`; returns the status lines, panicking unless gpg
 /// reports a good signature by `fpr`.
 fn gpg_checks(home: &str, fpr: &str, args: &[&str], stdin: &[u8]) -> (String, Vec<u8>) {
-    use std::io::Write;
-    use std::process::{Command, Stdio};
-    let mut child = Command::new("gpg")
-        .args(["--homedir", home, "--batch", "--status-fd", "2"])
-        .args(args)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    child.stdin.take().unwrap().write_all(stdin).unwrap();
-    let out = child.wait_with_output().unwrap();
+    let out = output_with_stdin(
+        std::process::Command::new("gpg")
+            .args(["--homedir", home, "--batch", "--status-fd", "2"])
+            .args(args),
+        stdin,
+    );
     let status = String::from_utf8_lossy(&out.stderr).into_owned();
     assert!(out.status.success(), "gpg {args:?}: {status}");
     assert!(status.contains(&format!("VALIDSIG {fpr}")), "{status}");
@@ -52,18 +46,12 @@ fn gpg_checks(home: &str, fpr: &str, args: &[&str], stdin: &[u8]) -> (String, Ve
 
 /// The packet types in an OpenPGP message, as `gpg --list-packets` names them.
 fn packets(message: &[u8]) -> Vec<String> {
-    use std::io::Write;
-    use std::process::{Command, Stdio};
-    let mut child = Command::new("gpg")
-        .args(["--batch", "--list-packets"])
-        .env("GNUPGHOME", "/nonexistent")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    child.stdin.take().unwrap().write_all(message).unwrap();
-    let out = child.wait_with_output().unwrap();
+    let out = output_with_stdin(
+        std::process::Command::new("gpg")
+            .args(["--batch", "--list-packets"])
+            .env("GNUPGHOME", "/nonexistent"),
+        message,
+    );
     String::from_utf8_lossy(&out.stdout)
         .lines()
         .filter_map(|l| l.strip_prefix(':')?.split_once(" packet:"))

@@ -118,23 +118,17 @@ async fn passphrase_keys_sign_end_to_end_and_the_secret_never_shows() {
             .decode(msg["signed_claim"].as_str().unwrap())
             .unwrap();
         // gpg (holding only the public halves' trust in this home) checks signer and content.
-        let mut child = Command::new("gpg")
-            .args([
+        let out = output_with_stdin(
+            Command::new("gpg").args([
                 "--homedir",
                 &home,
                 "--batch",
                 "--status-fd",
                 "2",
                 "--decrypt",
-            ])
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        use std::io::Write;
-        child.stdin.take().unwrap().write_all(&sig).unwrap();
-        let out = child.wait_with_output().unwrap();
+            ]),
+            &sig,
+        );
         let status = String::from_utf8_lossy(&out.stderr);
         assert!(out.status.success(), "{id}: {status}");
         assert!(

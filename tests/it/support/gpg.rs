@@ -1,10 +1,9 @@
 //! gpg and skopeo with the testenv keyring: signing test data, and checking what signbus signed independently.
 
 use super::env::Env;
-use super::run::verdict;
-use std::io::Write;
+use super::run::{output_with_stdin, verdict};
 use std::path::PathBuf;
-use std::process::{Command, Stdio};
+use std::process::Command;
 
 /// Verifies an image signature with skopeo against the testenv keyring. Returns skopeo's output or panics.
 pub fn skopeo_verify(
@@ -35,17 +34,12 @@ pub fn skopeo_verify(
 
 /// The literal data inside an OpenPGP signed message, extracted by gpg (which also checks the signature).
 pub fn gpg_payload(env: &Env, signature: &[u8]) -> Vec<u8> {
-    use std::io::Write;
-    let mut child = Command::new("gpg")
-        .env("GNUPGHOME", env.gnupg_home())
-        .args(["--batch", "--quiet", "--decrypt"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    child.stdin.take().unwrap().write_all(signature).unwrap();
-    let out = child.wait_with_output().unwrap();
+    let out = output_with_stdin(
+        Command::new("gpg")
+            .env("GNUPGHOME", env.gnupg_home())
+            .args(["--batch", "--quiet", "--decrypt"]),
+        signature,
+    );
     assert!(
         out.status.success(),
         "gpg --decrypt: {}",
@@ -83,8 +77,8 @@ pub fn gpg_sign(env: &Env, key: &str, payload: &[u8], mode: Mode) -> Vec<u8> {
         Mode::Clear => "--clearsign",
         Mode::Detached => "--detach-sign",
     };
-    let mut child = Command::new("gpg")
-        .args([
+    let out = output_with_stdin(
+        Command::new("gpg").args([
             "--homedir",
             env.gnupg_home(),
             "--batch",
@@ -98,14 +92,9 @@ pub fn gpg_sign(env: &Env, key: &str, payload: &[u8], mode: Mode) -> Vec<u8> {
             flag,
             "--output",
             "-",
-        ])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("run gpg");
-    child.stdin.take().unwrap().write_all(payload).unwrap();
-    let out = child.wait_with_output().unwrap();
+        ]),
+        payload,
+    );
     assert!(
         out.status.success(),
         "gpg {flag} failed: {}",

@@ -39,6 +39,20 @@ pub fn run_cmd(program: &Path, args: &[&str]) -> (i32, String, String) {
     run(command(program).args(args))
 }
 
+/// Runs `cmd` with `stdin` written to its standard input; returns its status, stdout and stderr.
+pub fn output_with_stdin(cmd: &mut Command, stdin: &[u8]) -> Output {
+    use std::io::Write;
+    use std::process::Stdio;
+    let mut child = cmd
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("{cmd:?} runs: {e}"));
+    child.stdin.take().unwrap().write_all(stdin).unwrap();
+    child.wait_with_output().unwrap()
+}
+
 /// A finished command's stdout and stderr together, as `Ok` when it succeeded and `Err` when it failed.
 pub fn verdict(out: Output) -> Result<String, String> {
     let text = format!(
