@@ -98,7 +98,8 @@ for k, what in (("memory.soak.in-process", "with the reply cache (default, 10,00
                 ("memory.soak.in-process.no-cache", "without the reply cache (capacity 0)")):
     row(f"server RSS through a soak, {what} (in-process, 1000 in flight; start / after 10k requests / peak / end)",
         lambda k=k: f"{r[k]['start_mib']} / {r[k]['after_10k_mib']} / {r[k]['peak_mib']} / {r[k]['end_mib']} MiB over {r[k]['requests']} requests in {r[k]['seconds']} s",
-        lambda: "flat: ±10 % of start", lambda k=k: f"end {r[k]['end_mib'] / r[k]['start_mib']:.2f}× start, {r[k]['end_mib'] / r[k]['after_10k_mib']:.2f}× after 10k",
+        lambda: "flat: ±10 % of start", lambda k=k: f"end {r[k]['end_mib'] / r[k]['start_mib']:.2f}× start, {r[k]['end_mib'] / r[k]['after_10k_mib']:.2f}× after 10k; "
+        f"after the first 2000: {min(r[k]['samples_mib'][1:])}–{max(r[k]['samples_mib'][1:])} MiB",
         (met(abs(r[k]["end_mib"] / r[k]["start_mib"] - 1) <= 0.1) if not na_reason(k) else ""), needs=(k,))
 row("fairness (gpgme): singles while a 5000-claim batch signs (p50 / p99)",
     lambda: f"{r['fairness.gpgme.beside_batch']['p50_ms']:.0f} / {r['fairness.gpgme.beside_batch']['p99_ms']:.0f} ms",
